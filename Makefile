@@ -1,0 +1,45 @@
+# S2VNet set-up and checks. `make test` and `make demo` install what they need first.
+#   make install   .venv with torch + torchvision, Detectron2 and s2vnet[test]
+#                  (DETECTRON2=/path/to/detectron2 installs your own Detectron2 build instead of the registry wheel)
+#   make data      the demo scans (TotalSegmentator 2.18.0 reference files, fetched from PyPI, sha256-pinned)
+#   make test      the CPU test suite
+#   make demo      the main job (see README)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+DEMO_READY := datasets/s2vnet_demo/reference_files/example_seg_dicom_on_dicom_grid.nii.gz
+
+.PHONY: install data test demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py tools/install_detectron2.py
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 10), (3, 11), (3, 12)), "S2VNet needs Python 3.10-3.12, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH_PINS)
+	$(PY) tools/install_detectron2.py $(if $(DETECTRON2),--from $(DETECTRON2))
+	$(PY) -m pip install -e '.[test]'
+	$(PY) -c 'import s2vnet, detectron2, torch; print("s2vnet ready: torch", torch.__version__, "detectron2", detectron2.__version__)'
+	touch $@
+
+data: $(DEMO_READY)
+
+$(DEMO_READY): $(VENV)/.installed
+	$(PY) -m s2vnet.data.demo_data
+
+test: $(VENV)/.installed $(DEMO_READY)
+	S2VNET_REQUIRE_DEMO_DATA=1 $(PY) -m pytest -q tests
+
+demo: $(VENV)/.installed $(DEMO_READY)
+	$(PY) -m s2vnet.data.slice_cache --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train demo_ct_test
+	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train --num 4 --output-dir output/demo/visualize
+	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_test --source annotation --num 4 --output-dir output/demo/visualize
+	@echo "The demo's data steps are done (slice cache + PNGs in output/demo/visualize)."
+	@echo "Training and evaluation are not implemented yet (the model and inference issues); make demo stops here." >&2
+	@exit 1
+
+clean:
+	rm -rf output .cache/s2vnet_slices

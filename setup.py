@@ -1,0 +1,39 @@
+"""Packaging for S2VNet, a Detectron2 extension for universal (automatic + interactive) volume segmentation.
+
+Detectron2 itself is not on PyPI; ``make install`` (tools/install_detectron2.py) installs it first.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="s2vnet",
+    version="0.1.0",
+    description="S2VNet: clustering propagation for universal medical image segmentation (Detectron2 extension)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["s2vnet", "s2vnet.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "SimpleITK>=2.2",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "timm>=0.9",
+        "opencv-python-headless>=4.7",
+        "Pillow>=9",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+    },
+    entry_points={
+        "console_scripts": [
+            "s2vnet-build-cache=s2vnet.data.slice_cache:main",
+            "s2vnet-demo-data=s2vnet.data.demo_data:main",
+        ]
+    },
+)
