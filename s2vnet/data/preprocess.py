@@ -1,0 +1,102 @@
+"""From a scan on disk to the uint8 ``(z, y, x)`` volume the network sees, and back.
+
+``prepare_volume`` runs: read (+ label grid check) -> reorient -> normalise by modality ->
+optional in-plane resampling -> uint8. The returned :class:`PreparedVolume` keeps everything
+needed to put a prediction back on the input's grid (:meth:`PreparedVolume.to_input_grid`).
+The slice cache and inference both go through this one function.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from s2vnet.data.label_map import LabelMap
+from s2vnet.data.normalization import IntensitySettings, canonical_modality, normalize_intensities, to_uint8
+from s2vnet.data.orientation import Reorientation, reorientation_for
+from s2vnet.data.resample import InPlaneResampling, plan_in_plane
+from s2vnet.data.volume_io import Geometry, read_label, read_volume
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Everything that changes the preprocessed voxels (stored in the slice-cache manifest)."""
+
+    orientation: str = "LPS"
+    intensity: IntensitySettings = field(default_factory=IntensitySettings)
+    target_spacing: tuple[float, float] | None = None  # (y, x) mm; None = keep the stored spacing
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "PreprocessSettings":
+        """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING}``."""
+        vol = cfg.INPUT.VOLUME
+        intensity = IntensitySettings(tuple(map(float, vol.CT_WINDOW)), tuple(map(float, vol.MRI_PERCENTILES)))
+        target = tuple(map(float, vol.TARGET_SPACING)) if vol.RESAMPLE_IN_PLANE else None
+        return cls(vol.ORIENTATION, intensity, target)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PreparedVolume:
+    """A volume ready for the network.
+
+    Attributes:
+        image: uint8 ``(z, y, x)`` in the canonical orientation and working spacing.
+        label: uint8 ``(z, y, x)`` contiguous labels (0 = background, c + 1 = class c) or None.
+        spacing: working voxel size ``(z, y, x)`` in mm.
+        geometry: the input's grid, for writing predictions back.
+        reorientation / resampling: the steps :meth:`to_input_grid` undoes.
+    """
+
+    image: np.ndarray
+    label: np.ndarray | None
+    spacing: tuple[float, float, float]
+    geometry: Geometry
+    reorientation: Reorientation
+    resampling: InPlaneResampling
+
+    def to_input_grid(self, labels: np.ndarray) -> np.ndarray:
+        """Labels ``(z, y, x)`` on the working grid -> the input's stored grid ``geometry.shape``."""
+        restored = self.reorientation.invert(self.resampling.restore_labels(labels))
+        return np.ascontiguousarray(restored)
+
+
+def prepare_volume(
+    image_path: str | os.PathLike,
+    modality: str,
+    settings: PreprocessSettings,
+    label_path: str | os.PathLike | None = None,
+    label_map: LabelMap | None = None,
+) -> PreparedVolume:
+    """Read and preprocess one case.
+
+    Args:
+        image_path: image file or DICOM folder.
+        modality: "CT" or "MRI" (or another registered modality).
+        settings: preprocessing settings, usually ``PreprocessSettings.from_cfg(cfg)``.
+        label_path: optional label file; it must lie on the image's grid.
+        label_map: maps stored label ids to contiguous values; required with ``label_path``.
+
+    Raises:
+        InputError: unreadable/non-3D files, grid mismatch, unknown labels, NaNs, unknown modality.
+    """
+    modality = canonical_modality(modality, str(image_path))
+    volume = read_volume(image_path)
+    reorient = reorientation_for(volume.geometry.direction, settings.orientation, str(image_path))
+    normalized = normalize_intensities(volume.array, modality, settings.intensity, str(image_path))
+    image = reorient.apply(normalized)
+    spacing = reorient.spacing(volume.geometry.spacing)
+    resampling = plan_in_plane(image.shape, spacing, settings.target_spacing)
+    image = to_uint8(resampling.image(image))
+    label = None
+    if label_path is not None:
+        if label_map is None:
+            raise ValueError("a label_map is needed to read a label volume")
+        stored = read_label(label_path, reference=volume.geometry).array
+        label = resampling.labels(np.ascontiguousarray(reorient.apply(label_map.encode(stored, str(label_path)))))
+    spacing = (spacing[0],) + resampling.out_spacing
+    return PreparedVolume(np.ascontiguousarray(image), label, spacing, volume.geometry, reorient, resampling)
