@@ -83,17 +83,27 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
     """S2VNet config from an optional YAML file and ``KEY VALUE`` overrides (frozen).
 
     Raises:
-        InputError: the config file does not exist.
+        InputError: the config file does not exist, or it or an override names an unknown key or a bad value.
     """
     from pathlib import Path
 
     from s2vnet.errors import InputError
 
     cfg = get_s2vnet_cfg()
+    if config_file and not Path(config_file).is_file():
+        raise InputError(config_file, "no such config file")
     if config_file:
-        if not Path(config_file).is_file():
-            raise InputError(config_file, "no such config file")
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+        _merge(cfg.merge_from_file, config_file, config_file)
+    _merge(cfg.merge_from_list, list(opts or []), "command-line overrides")
     cfg.freeze()
     return cfg
+
+
+def _merge(merge, what, source: str) -> None:
+    """Run one yacs merge, turning its bad-key / bad-value errors into a one-line InputError."""
+    from s2vnet.errors import InputError
+
+    try:
+        merge(what)
+    except (KeyError, ValueError, AssertionError, TypeError) as err:  # how yacs reports bad keys/values
+        raise InputError(source, f"invalid config: {str(err).strip()}") from None

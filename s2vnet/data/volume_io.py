@@ -14,6 +14,7 @@ never a silent resample.
 """
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -106,12 +107,15 @@ def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
-    """Read the largest DICOM series in ``folder`` (slices sorted by SimpleITK/GDCM)."""
+    """Read the largest DICOM series in ``folder`` (slices sorted by SimpleITK/GDCM; a warning if several)."""
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(folder, "folder holds no DICOM series")
     files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series), key=len)
+    if len(series) > 1:
+        logging.getLogger(__name__).warning("%s holds %d DICOM series; reading the largest (%d files)",
+                                            folder, len(series), len(files))
     reader.SetFileNames(files)
     return reader.Execute()
 
