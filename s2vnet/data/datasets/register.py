@@ -45,8 +45,9 @@ def register_volume_dataset(
 
     Args:
         name: the catalog name, e.g. "my_liver_train".
-        cases: ``[(image, label), ...]`` or ``[{"image": ..., "label": ...}, ...]``, or a zero-argument
-            callable returning such a list (called lazily, at ``DatasetCatalog.get``).
+        cases: ``[(image, label), ...]`` or ``[{"image": ..., "label": ..., "case_id": optional}, ...]``, or a
+            zero-argument callable returning such a list (called lazily, at ``DatasetCatalog.get``).
+            The case id defaults to the image's name without its file suffix.
         dataset_json: an nnU-Net (v1/v2) or Medical Segmentation Decathlon folder holding
             ``dataset.json`` (or the file itself). Its ``training`` cases are used.
         class_names: foreground class names in class-index order. With ``dataset_json`` they default to
@@ -107,7 +108,8 @@ def _load_dicts(name: str, cases: CaseSource, modality: str, keep: set[str] | No
     dicts = []
     for pair in pairs:
         image, label = (pair["image"], pair["label"]) if isinstance(pair, Mapping) else tuple(pair)
-        case_id = case_id_of(image)
+        case_id = pair.get("case_id") if isinstance(pair, Mapping) else None
+        case_id = case_id or case_id_of(image)
         if keep is not None and case_id not in keep:
             continue
         for path in (image, label):
@@ -121,13 +123,12 @@ def _load_dicts(name: str, cases: CaseSource, modality: str, keep: set[str] | No
 
 
 def case_id_of(path: str | os.PathLike) -> str:
-    """Case id from a file name: the name without its image suffix and nnU-Net ``_0000`` channel tag."""
+    """Case id from a file or folder name: the name without its image suffix (``amos_0001.nii.gz`` -> ``amos_0001``)."""
     base = Path(path).name
     for suffix in IMAGE_SUFFIXES:
         if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return base[:-5] if len(base) > 5 and base[-5] == "_" and base[-4:].isdigit() else base
+            return base[: -len(suffix)]
+    return base
 
 
 # ---------------------------------------------------------------- dataset.json (nnU-Net / MSD)
@@ -137,12 +138,14 @@ def read_dataset_json(path: str | os.PathLike) -> dict:
     """Parse an nnU-Net v1/v2 or MSD ``dataset.json``.
 
     Returns:
-        ``{"labels": {id: name} without background, "modality": str, "cases": [(image, label), ...]}``
+        ``{"labels": {id: name} without background, "modality": str,
+        "cases": [{"image", "label", "case_id"}, ...]}`` (case ids from the label file names, which
+        carry no nnU-Net ``_0000`` channel tag).
     """
     path = Path(path)
     file = path / "dataset.json" if path.is_dir() else path
     try:
-        spec = json.loads(file.read_text())
+        spec = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(file, "no such dataset.json") from None
     except (OSError, ValueError) as err:
@@ -171,14 +174,23 @@ def _json_labels(spec: dict, file: Path) -> dict[int, str]:
     return {k: v for k, v in sorted(pairs.items()) if k != 0}
 
 
-def _json_cases(spec: dict, root: Path, file: Path) -> list[tuple[str, str]]:
+def _json_cases(spec: dict, root: Path, file: Path) -> list[dict[str, str]]:
     if isinstance(spec.get("training"), list):  # MSD / nnU-Net v1
-        return [(str(root / c["image"]), str(root / c["label"])) for c in spec["training"]]
+        return [_json_case(root / c["image"], root / c["label"]) for c in spec["training"]]
     ending = spec.get("file_ending", ".nii.gz")  # nnU-Net v2: imagesTr/<case>_0000<ending>
     images = sorted((root / "imagesTr").glob(f"*_0000{ending}"))
     if not images:
         raise InputError(file, f"lists no 'training' cases and {root / 'imagesTr'} has no *_0000{ending} files")
-    return [(str(img), str(root / "labelsTr" / (img.name[: -len("_0000" + ending)] + ending))) for img in images]
+    return [_json_case(img, root / "labelsTr" / (img.name[: -len("_0000" + ending)] + ending)) for img in images]
+
+
+def _json_case(image: Path, label: Path) -> dict[str, str]:
+    """One case; nnU-Net v1 lists ``case.nii.gz`` while the file on disk is ``case_0000.nii.gz``."""
+    name = case_id_of(image)
+    channel0 = image.with_name(name + "_0000" + image.name[len(name):])
+    if not image.exists() and channel0.exists():
+        image = channel0
+    return {"image": str(image), "label": str(label), "case_id": case_id_of(label)}
 
 
 def _select_json_classes(spec, class_names, label_ids, source) -> tuple[list[str], list[int]]:
