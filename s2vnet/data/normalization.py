@@ -59,7 +59,7 @@ def _rescale(array: np.ndarray, low: float, high: float) -> np.ndarray:
     """Clip to [low, high] and map linearly onto [0, 255] (a constant image maps to 0)."""
     span = max(float(high) - float(low), 1e-6)
     out = (np.clip(array.astype(np.float32), low, high) - np.float32(low)) * np.float32(255.0 / span)
-    return out
+    return np.clip(out, 0.0, 255.0, out=out)  # float32 rounding can overshoot 255 by a few ulps
 
 
 @register_modality("CT")
