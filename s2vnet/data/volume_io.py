@@ -14,6 +14,7 @@ never a silent resample.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import uuid
@@ -148,6 +149,47 @@ def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
     return image
 
 
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
+
+
+def _nifti_float_layout(path: Path) -> tuple[np.dtype, int] | None:
+    """(dtype, data offset) of a float NIfTI-1/-2 file, or None for other types and formats."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        header = handle.read(540)
+    for order in "<>":
+        size = np.frombuffer(header[:4], f"{order}i4")[0]
+        if size == 348:
+            code, offset = np.frombuffer(header[70:72], f"{order}i2")[0], np.frombuffer(header[108:112], f"{order}f4")[0]
+        elif size == 540:
+            code, offset = np.frombuffer(header[12:14], f"{order}i2")[0], np.frombuffer(header[168:176], f"{order}i8")[0]
+        else:
+            continue
+        kind = _NIFTI_FLOATS.get(int(code))
+        return (np.dtype(order + kind), int(offset)) if kind else None
+    return None
+
+
+def count_nonfinite_nifti(path: str | os.PathLike) -> int:
+    """NaN/inf voxels stored in a float NIfTI file (0 for integer files).
+
+    ITK's NIfTI reader silently turns NaN into 0, so the stored bytes are scanned directly.
+    """
+    path = Path(path)
+    layout = _nifti_float_layout(path)
+    if layout is None:
+        return 0
+    dtype, offset = layout
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    count, chunk = 0, (1 << 24) * dtype.itemsize
+    with opener(path, "rb") as handle:
+        handle.seek(offset)
+        for block in iter(lambda: handle.read(chunk), b""):
+            usable = len(block) - len(block) % dtype.itemsize
+            count += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype))))
+    return count
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D image file or DICOM series folder.
 
@@ -158,10 +200,15 @@ def read_volume(path: str | os.PathLike) -> Volume:
         :class:`Volume` whose ``array`` has shape ``(z, y, x)`` and the stored dtype.
 
     Raises:
-        InputError: missing or unreadable file, or an image that is not 3D and scalar.
+        InputError: missing or unreadable file, an image that is not 3D and scalar, or a float NIfTI
+            holding NaN/inf (which ITK would otherwise read as 0).
     """
     path = Path(path)
     image = _as_3d(_read_sitk(path), path)
+    if path.is_file() and _has_suffix(path, (".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        bad = count_nonfinite_nifti(path)
+        if bad:
+            raise InputError(path, f"contains {bad} NaN or infinite intensities")
     return Volume(sitk.GetArrayFromImage(image), Geometry.from_sitk(image), str(path))
 
 
