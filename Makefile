@@ -34,7 +34,7 @@ test: $(VENV)/.installed $(DEMO_READY)
 	S2VNET_REQUIRE_DEMO_DATA=1 $(PY) -m pytest -q tests
 
 demo: $(VENV)/.installed $(DEMO_READY)
-	$(PY) -m s2vnet.data.slice_cache --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train demo_ct_test
+	$(PY) -m s2vnet.data.slice_cache --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train,demo_ct_test
 	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train --num 4 --output-dir output/demo/visualize
 	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_test --source annotation --num 4 --output-dir output/demo/visualize
 	@echo "The demo's data steps are done (slice cache + PNGs in output/demo/visualize)."

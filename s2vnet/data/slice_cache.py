@@ -13,7 +13,8 @@ size and modification time. A case is rebuilt when its sources change; everythin
 when the settings or classes change. The manifest is rewritten after every case, so an
 interrupted build resumes where it stopped; arrays are written under temporary names first.
 
-CLI: ``python -m s2vnet.data.slice_cache --config-file CFG [--dataset NAME ...]`` (``s2vnet-build-cache``).
+CLI: ``python -m s2vnet.data.slice_cache --config-file CFG [--dataset NAME[,NAME]] [KEY VALUE ...]``
+(``s2vnet-build-cache``); ``--dataset`` may be repeated.
 """
 from __future__ import annotations
 
@@ -178,16 +179,18 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Build the S2VNet slice cache for registered datasets.")
     parser.add_argument("--config-file", default="", help="config whose INPUT.VOLUME settings to use")
-    parser.add_argument("--dataset", nargs="*", help="dataset names (default: DATASETS.TRAIN and DATASETS.TEST)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME[,NAME]",
+                        help="dataset(s) to cache, repeatable (default: DATASETS.TRAIN and DATASETS.TEST)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
-    names = args.dataset or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    names = [n for arg in args.dataset for n in arg.split(",") if n] or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     if not names:
         raise InputError(args.config_file or "<config>", "no datasets given (--dataset or DATASETS.TRAIN)")
+    unknown = [n for n in names if n not in DatasetCatalog.list()]
+    if unknown:
+        raise InputError(unknown[0], "no such registered dataset")
     for name in names:
-        if name not in DatasetCatalog.list():
-            raise InputError(name, "no such registered dataset")
         dicts = cached_dataset_dicts(cfg, [name])
         slices = sum(d["cache"]["shape"][0] for d in dicts)
         print(f"{name}: {len(dicts)} cases, {slices} slices in {Path(cfg.INPUT.VOLUME.CACHE_DIR) / name}")
