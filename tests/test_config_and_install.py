@@ -98,3 +98,10 @@ def test_installed_detectron2_works_without_its_extension():
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res5"]
     out = build_backbone(cfg)(torch.zeros(1, 3, 64, 64))
     assert out["res2"].shape == (1, 64, 16, 16) and out["res5"].shape == (1, 512, 2, 2)
+
+
+def test_bad_override_is_an_input_error():
+    with pytest.raises(InputError, match="command-line overrides: invalid config: Non-existent key: INPUT.VOLUME.NOPE"):
+        setup_cfg("", ["INPUT.VOLUME.NOPE", "3"])
+    with pytest.raises(InputError, match="Type mismatch"):
+        setup_cfg("", ["INPUT.VOLUME.NUM_SLICES", "abc"])
