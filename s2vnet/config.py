@@ -1,7 +1,9 @@
-"""Every configuration key S2VNet reads, with one comment each.
+"""Every configuration key S2VNet adds, with one comment each.
 
-``add_s2vnet_config(cfg)`` extends a Detectron2 ``CfgNode`` (``detectron2.config.get_cfg()``).
-Keys already in Detectron2's defaults (``DATASETS.*``, ``DATALOADER.*``, ``SEED``) keep their meaning.
+``add_s2vnet_config(cfg)`` extends a Detectron2 ``CfgNode`` (``detectron2.config.get_cfg()``) with
+``INPUT.VOLUME.*`` (data), ``MODEL.S2VNET.*`` (the model), ``MODEL.PIXEL_DECODER.*``,
+``MODEL.SWIN_TIMM.*`` (the timm Swin backbone) and two ``SOLVER`` keys. Keys already in Detectron2's
+defaults (``DATASETS.*``, ``DATALOADER.*``, ``MODEL.RESNETS.*``, ``SOLVER.*``, ``SEED``) keep their meaning.
 """
 from __future__ import annotations
 
@@ -58,8 +60,102 @@ def _add_clicks(vol: CN) -> None:
     clicks.NEGATIVE_BAND = 10
 
 
+def _add_model(s2v: CN) -> None:
+    # Number of foreground classes K (background is implicit); must match the training dataset.
+    s2v.NUM_CLASSES = 13
+    # Names of the K classes, in class-index order (for outputs; checked against the dataset by train_net.py).
+    s2v.CLASS_NAMES = []
+    # Centroid slots per class (paper: 20); the decoder runs NUM_CLASSES * CENTROIDS_PER_CLASS queries.
+    s2v.CENTROIDS_PER_CLASS = 20
+    # Width of centroids, pixel embeddings and attention.
+    s2v.HIDDEN_DIM = 256
+    # Attention heads in the decoder's self-attention and the aggregation attentions.
+    s2v.NHEADS = 8
+    # Hidden width of the decoder FFNs.
+    s2v.DIM_FEEDFORWARD = 2048
+    # Decoder layers; they cycle over the pixel decoder's three multi-scale levels (Mask2Former: 9).
+    s2v.DEC_LAYERS = 9
+    # Dropout in the decoder layers.
+    s2v.DROPOUT = 0.0
+    # Name in TRANSFORMER_DECODER_REGISTRY of the per-slice decoder.
+    s2v.TRANSFORMER_DECODER_NAME = "KMeansTransformerDecoder"
+    # Slice-to-volume propagation (Eq. 5-6); False decodes every slice from the learned centroids (Table 4 row 1).
+    s2v.PROPAGATION = True
+    # Recurrent centroid aggregation (Eq. 10-11).
+    s2v.AGGREGATION = True
+    # Click-initialised centroids (Eq. 7); False ignores clicks (automatic-only model).
+    s2v.INTERACTION = True
+    # Adaptive pixel-feature sampling across clicks/rounds (Eq. 8); False keeps only the latest click's feature.
+    s2v.ADAPTIVE_SAMPLING = True
+    # Weight beta of earlier clicks' features in Eq. 8 (paper: 0.8).
+    s2v.BETA = 0.8
+    # Inference: a pixel is foreground when its best class score (Eq. 9 fusion) reaches this value.
+    s2v.FOREGROUND_THRESHOLD = 0.5
+    # Loss weight of the classification cross-entropy.
+    s2v.CLASS_WEIGHT = 2.0
+    # Loss weight of the sigmoid BCE mask loss.
+    s2v.MASK_WEIGHT = 5.0
+    # Loss weight of the Dice mask loss.
+    s2v.DICE_WEIGHT = 5.0
+    # Cross-entropy weight of the "no object" class.
+    s2v.NO_OBJECT_WEIGHT = 0.1
+    # Weight of the mask losses on the k-means cross-attention logits (relative to the mask-head losses).
+    s2v.KMEANS_LOGIT_WEIGHT = 1.0
+    # Supervise every decoder layer (deep supervision), not only the last.
+    s2v.DEEP_SUPERVISION = True
+    # Points sampled per mask for the mask losses and the matcher (Mask2Former: 112 * 112).
+    s2v.TRAIN_NUM_POINTS = 12544
+    # Oversampling ratio of the uncertainty-based point sampling.
+    s2v.OVERSAMPLE_RATIO = 3.0
+    # Fraction of points taken from the most uncertain locations.
+    s2v.IMPORTANCE_SAMPLE_RATIO = 0.75
+
+
+def _add_pixel_decoder(pix: CN) -> None:
+    # Name in PIXEL_DECODER_REGISTRY: "MSDeformAttnPixelDecoder" (paper) or "LightFPNPixelDecoder" (CPU configs).
+    pix.NAME = "MSDeformAttnPixelDecoder"
+    # Backbone features the pixel decoder reads, highest resolution first.
+    pix.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Features refined by the deformable-attention encoder (the three coarsest).
+    pix.DEFORMABLE_IN_FEATURES = ["res3", "res4", "res5"]
+    # Channel width inside the pixel decoder.
+    pix.CONVS_DIM = 256
+    # Channels of the 1/4-scale mask features.
+    pix.MASK_DIM = 256
+    # Normalisation of the pixel decoder's convolutions ("GN", "BN", "" ...).
+    pix.NORM = "GN"
+    # Deformable-attention encoder layers.
+    pix.TRANSFORMER_ENC_LAYERS = 6
+    # Heads of the deformable attention.
+    pix.NHEADS = 8
+    # Sampling points per head and level in the deformable attention.
+    pix.N_POINTS = 4
+    # Hidden width of the encoder FFN.
+    pix.DIM_FEEDFORWARD = 1024
+    # Stride of the mask features (4 = 1/4 of the input).
+    pix.COMMON_STRIDE = 4
+
+
+def _add_swin(swin: CN) -> None:
+    # timm model name of the Swin backbone (Swin-B, window 12, as Mask2Former's Swin-B).
+    swin.NAME = "swin_base_patch4_window12_384"
+    # Local path of pretrained timm weights (.pth/.safetensors); "" = random init. Nothing is downloaded.
+    swin.PRETRAINED = ""
+    # Stochastic depth rate.
+    swin.DROP_PATH_RATE = 0.3
+    # Stages returned, named res2..res5 (strides 4, 8, 16, 32).
+    swin.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+
+
+def _add_solver(solver: CN) -> None:
+    # Optimizer: "ADAMW" (paper) or "SGD".
+    solver.OPTIMIZER = "ADAMW"
+    # Learning-rate multiplier of the backbone's parameters (paper: 0.1).
+    solver.BACKBONE_MULTIPLIER = 0.1
+
+
 def add_s2vnet_config(cfg: CN) -> None:
-    """Add S2VNet's keys (``INPUT.VOLUME.*``) to a Detectron2 config in place.
+    """Add S2VNet's keys to a Detectron2 config in place.
 
     Args:
         cfg: a config from ``detectron2.config.get_cfg()``.
@@ -68,6 +164,13 @@ def add_s2vnet_config(cfg: CN) -> None:
     _add_volume_io(vol)
     _add_sampling(vol)
     _add_clicks(vol)
+    cfg.MODEL.S2VNET = CN()
+    _add_model(cfg.MODEL.S2VNET)
+    cfg.MODEL.PIXEL_DECODER = CN()
+    _add_pixel_decoder(cfg.MODEL.PIXEL_DECODER)
+    cfg.MODEL.SWIN_TIMM = CN()
+    _add_swin(cfg.MODEL.SWIN_TIMM)
+    _add_solver(cfg.SOLVER)
 
 
 def get_s2vnet_cfg() -> CN:
