@@ -1,0 +1,83 @@
+"""k-means cross-attention (Eq. 2-3) and the per-slice decoder."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s2vnet.modeling.transformer_decoder.kmeans_attention import KMeansCrossAttention, kmeans_assignment, kmeans_update
+from s2vnet.modeling.transformer_decoder.kmeans_decoder import KMeansTransformerDecoder
+
+
+def test_assignment_is_one_hot_over_centroids():
+    logits = torch.randn(2, 5, 40)
+    assign = kmeans_assignment(logits)
+    assert assign.shape == (2, 5, 40)
+    assert torch.equal(assign.sum(dim=1), torch.ones(2, 40))
+    assert set(assign.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(assign.argmax(dim=1), logits.argmax(dim=1))
+
+
+def test_update_equals_direct_kmeans_step():
+    torch.manual_seed(0)
+    logits, values = torch.randn(1, 4, 30), torch.randn(1, 30, 8)
+    update = kmeans_update(logits, values)
+    winner = logits[0].argmax(dim=0)
+    for n in range(4):
+        members = values[0][winner == n]
+        expected = members.mean(dim=0) if len(members) else torch.zeros(8)
+        torch.testing.assert_close(update[0, n], expected)
+
+
+def test_cross_attention_layer_matches_hand_computation():
+    torch.manual_seed(1)
+    layer = KMeansCrossAttention(8).eval()
+    c, cpos, p, ppos = torch.randn(1, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 20, 8), torch.randn(1, 20, 8)
+    out, logits = layer(c, cpos, p, ppos)
+    q, k, v = layer.q_proj(c + cpos), layer.k_proj(p + ppos), layer.v_proj(p)
+    torch.testing.assert_close(logits, q @ k.transpose(1, 2))
+    expected = layer.norm(c + layer.out_proj(kmeans_update(logits, v)))
+    torch.testing.assert_close(out, expected)
+
+
+def test_assignment_and_update_stay_fp32_under_autocast():
+    layer = KMeansCrossAttention(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, logits = layer(torch.randn(1, 3, 8), torch.zeros(1, 3, 8), torch.randn(1, 20, 8), torch.zeros(1, 20, 8))
+    assert logits.dtype == torch.float32
+
+
+def test_gradients_reach_query_and_key_projections_through_the_logits():
+    layer = KMeansCrossAttention(8)
+    _, logits = layer(torch.randn(1, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 20, 8), torch.randn(1, 20, 8))
+    target = (torch.rand_like(logits) > 0.5).float()
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, target).backward()
+    assert layer.q_proj.weight.grad.abs().sum() > 0 and layer.k_proj.weight.grad.abs().sum() > 0
+
+
+def _decoder(**kw) -> KMeansTransformerDecoder:
+    args = dict(in_channels=16, mask_dim=24, num_classes=3, hidden_dim=24, nheads=4, dim_feedforward=32, dec_layers=4)
+    return KMeansTransformerDecoder(**{**args, **kw})
+
+
+def test_decoder_outputs_per_layer():
+    torch.manual_seed(2)
+    decoder = _decoder()
+    ms = [torch.randn(1, 16, 2, 3), torch.randn(1, 16, 4, 6), torch.randn(1, 16, 8, 12)]
+    mask_features = torch.randn(1, 24, 16, 24)
+    out = decoder(ms, mask_features, torch.randn(1, 7, 24), torch.randn(1, 7, 24))
+    assert out["pred_logits"].shape == (1, 7, 4)
+    assert out["pred_masks"].shape == (1, 7, 16, 24)
+    assert out["centroids"].shape == (1, 7, 24)
+    assert len(out["aux_outputs"]) == 3
+    sizes = [o["kmeans_logits"].shape[-2:] for o in out["aux_outputs"]] + [out["kmeans_logits"].shape[-2:]]
+    assert sizes == [(2, 3), (4, 6), (8, 12), (2, 3)]  # layer i attends to level i % 3
+
+
+def test_decoder_builds_from_cfg():
+    from s2vnet.config import get_s2vnet_cfg
+    from s2vnet.modeling.transformer_decoder import build_transformer_decoder
+
+    cfg = get_s2vnet_cfg()
+    cfg.MODEL.S2VNET.NUM_CLASSES, cfg.MODEL.S2VNET.DEC_LAYERS = 5, 2
+    decoder = build_transformer_decoder(cfg)
+    assert isinstance(decoder, KMeansTransformerDecoder) and decoder.class_embed.out_features == 6
