@@ -1,9 +1,10 @@
 """S2VNet: clustering propagation for universal (automatic + interactive) medical image segmentation.
 
-Importing ``s2vnet`` registers its components with Detectron2 (builtin and demo datasets; the model
-components as they are added). Use ``s2vnet.add_s2vnet_config(cfg)`` to add its config keys.
+Importing ``s2vnet`` registers its components with Detectron2 (builtin and demo datasets, the backbone,
+pixel decoders, the k-means decoder and the ``S2VNet`` meta-architecture). Use
+``s2vnet.add_s2vnet_config(cfg)`` to add its config keys.
 """
-from s2vnet import data  # noqa: F401  (registers datasets)
+from s2vnet import data, modeling  # noqa: F401  (registers datasets and model components)
 from s2vnet.config import add_s2vnet_config, get_s2vnet_cfg, setup_cfg
 from s2vnet.errors import InputError
 

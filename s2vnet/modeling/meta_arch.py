@@ -1,0 +1,221 @@
+"""The S2VNet meta-architecture: a 2D segmenter whose centroids travel from slice to slice.
+
+Per slice: backbone -> pixel decoder (independent per slice, so run batched over many slices) ->
+k-means transformer decoder (sequential: it starts from the previous slice's centroids).
+``step`` is the single-slice inference step whole-volume inference drives; ``forward`` in training
+decodes each three-slice clip in order and returns the loss dict.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from torch import nn
+
+from s2vnet.modeling.criterion import SetCriterion
+from s2vnet.modeling.interaction import CentroidBank
+from s2vnet.modeling.pixel_decoder import build_pixel_decoder
+from s2vnet.modeling.propagation import PropagationState, RecurrentAggregator, next_state
+from s2vnet.modeling.transformer_decoder import build_transformer_decoder
+
+__all__ = ["S2VNet", "SliceFeatures"]
+
+
+class SliceFeatures(tuple):
+    """``(mask_features (B, D, H/4, W/4), [three (B, C, h, w) maps coarse to fine])`` of B slices."""
+
+    def __new__(cls, mask_features: torch.Tensor, multi_scale: list[torch.Tensor]):
+        return super().__new__(cls, (mask_features, multi_scale))
+
+    def select(self, index: int) -> "SliceFeatures":
+        """The features of slice ``index`` alone (batch of one)."""
+        return SliceFeatures(self[0][index:index + 1], [f[index:index + 1] for f in self[1]])
+
+
+@META_ARCH_REGISTRY.register()
+class S2VNet(nn.Module):
+    """Universal (automatic + click-interactive) volume segmentation with centroid propagation."""
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, pixel_decoder: nn.Module, decoder: nn.Module, bank: CentroidBank,
+                 aggregator: RecurrentAggregator | None, criterion: SetCriterion | None, num_classes: int,
+                 pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...], propagation: bool = True,
+                 interaction: bool = True, foreground_threshold: float = 0.5) -> None:
+        """
+        Args:
+            backbone / pixel_decoder / decoder: the slice encoder and the per-slice centroid decoder.
+            bank: learned centroid slots and click initialisation.
+            aggregator: recurrent centroid aggregation, None to switch it off.
+            criterion: training losses (may be None for inference-only use).
+            num_classes: K foreground classes.
+            pixel_mean / pixel_std: normalisation of the [0, 255] input, one value per backbone channel.
+            propagation: pass centroids between slices (Eq. 5-6); interaction: use clicks (Eq. 7).
+            foreground_threshold: minimum fused class score for a pixel to be foreground.
+        """
+        super().__init__()
+        self.backbone, self.pixel_decoder, self.decoder = backbone, pixel_decoder, decoder
+        self.bank, self.aggregator, self.criterion = bank, aggregator, criterion
+        self.num_classes = num_classes
+        self.propagation, self.interaction = propagation, interaction
+        self.foreground_threshold = foreground_threshold
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg) -> dict:
+        s2v = cfg.MODEL.S2VNET
+        backbone = build_backbone(cfg)
+        aggregator = RecurrentAggregator(s2v.HIDDEN_DIM, s2v.NHEADS, s2v.DIM_FEEDFORWARD) if s2v.AGGREGATION else None
+        return {
+            "backbone": backbone, "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
+            "decoder": build_transformer_decoder(cfg), "bank": CentroidBank(cfg), "aggregator": aggregator,
+            "criterion": SetCriterion(cfg), "num_classes": s2v.NUM_CLASSES,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN), "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "propagation": s2v.PROPAGATION, "interaction": s2v.INTERACTION,
+            "foreground_threshold": s2v.FOREGROUND_THRESHOLD,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def size_divisibility(self) -> int:
+        return max(getattr(self.backbone, "size_divisibility", 0), 32)
+
+    # ------------------------------------------------------------------ encoding (batched over slices)
+
+    def preprocess(self, images: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Slices ``(1, H, W)`` in [0, 255] (list or ``(B, 1, H, W)``) -> normalised ``(B, C, H', W')``.
+
+        Grey values are repeated over the backbone's channels; H and W are zero-padded (the window's
+        lower end) up to a multiple of :attr:`size_divisibility`.
+        """
+        x = torch.stack(list(images)) if isinstance(images, (list, tuple)) else images
+        x = x.to(self.device, torch.float32)
+        pad_h = -x.shape[-2] % self.size_divisibility
+        pad_w = -x.shape[-1] % self.size_divisibility
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = x.expand(-1, self.pixel_mean.shape[0], -1, -1)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode(self, images: torch.Tensor) -> SliceFeatures:
+        """Backbone + pixel decoder for a batch of preprocessed slices ``(B, C, H, W)``."""
+        mask_features, multi_scale = self.pixel_decoder(self.backbone(images))
+        return SliceFeatures(mask_features, list(multi_scale))
+
+    # ------------------------------------------------------------------ the single-slice step
+
+    def initial_state(self) -> PropagationState:
+        """The propagation state before the first decoded slice."""
+        return PropagationState.empty(self.bank.num_slots, self.bank.query_feat.embedding_dim, self.device)
+
+    def decode_slice(self, features: SliceFeatures, state: PropagationState, clicks: dict | None,
+                     image_hw: tuple[int, int]) -> tuple[dict, PropagationState]:
+        """Decode one slice (batch of one) from ``state`` and this slice's clicks.
+
+        Returns the decoder outputs and ``state`` with this slice's click bookkeeping (``click_class``,
+        ``clicks``) updated; call :func:`next_state` (or :meth:`step`) to move on.
+        """
+        mask_features, multi_scale = features
+        queries = torch.where(state.active[:, None], state.centroids, self.bank.query_feat.weight)
+        click_class, memory = state.click_class.clone(), state.clicks
+        if self.interaction and clicks is not None and len(clicks["coords"]):
+            centroids, memory = self.bank.click_centroids(mask_features[0], clicks, image_hw, state.clicks)
+            queries = queries.clone()
+            for k, centroid in centroids.items():
+                queries[self.bank.click_slot(k)] = centroid  # Eq. 7: the click initialises a centroid of class k
+                click_class[self.bank.click_slot(k)] = k
+        outputs = self.decoder(multi_scale, mask_features, queries[None], self.bank.query_pos.weight[None])
+        return outputs, replace(state, click_class=click_class, clicks=memory)
+
+    def advance(self, state: PropagationState, outputs: dict, keep: torch.Tensor) -> PropagationState:
+        """The state for the next slice, given which slots propagate (``keep`` ``(N,)`` bool)."""
+        if not self.propagation:
+            return replace(self.initial_state(), clicks=state.clicks)
+        return next_state(state, outputs["centroids"][0], keep, state.click_class, self.aggregator)
+
+    def step(self, features: SliceFeatures, state: PropagationState, clicks: dict | None = None,
+             image_hw: tuple[int, int] | None = None) -> tuple[dict, PropagationState]:
+        """Inference step ``(features, state) -> (predictions, new state)``.
+
+        Centroids whose arg-max class is not background are passed on (paper, 3.2).
+        """
+        image_hw = image_hw or tuple(s * 4 for s in features[0].shape[-2:])
+        outputs, state = self.decode_slice(features, state, clicks, image_hw)
+        keep = outputs["pred_logits"][0].argmax(-1) != self.num_classes
+        return outputs, self.advance(state, outputs, keep)
+
+    def class_scores(self, outputs: dict, image_hw: tuple[int, int]) -> torch.Tensor:
+        """Per-class scores ``(K, H, W)``: max over centroids of class probability x mask probability."""
+        probs = outputs["pred_logits"][0].float().softmax(-1)[:, : self.num_classes]  # (N, K)
+        masks = outputs["pred_masks"][0].float().sigmoid()  # (N, h, w)
+        scores = torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0)
+        return F.interpolate(scores[None], size=image_hw, mode="bilinear", align_corners=False)[0]
+
+    def labels_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(K, H, W)`` scores -> ``(H, W)`` labels, 0 = background, c + 1 = class c."""
+        best, index = scores.max(dim=0)
+        return torch.where(best >= self.foreground_threshold, index + 1, torch.zeros_like(index))
+
+    # ------------------------------------------------------------------ training / clip inference
+
+    def forward(self, batched_inputs: list[dict]):
+        """Training: a loss dict over clips from ``VolumeDatasetMapper``. Eval: per-slice predictions.
+
+        In eval mode each clip is decoded in order with its clicks and the inference propagation rule;
+        the result per clip is a list of ``{"scores": (K, H, W), "labels": (H, W)}``.
+        """
+        images = [s["image"] for clip in batched_inputs for s in clip["slices"]]
+        features = self.encode(self.preprocess(images))
+        if self.training:
+            return self._losses(batched_inputs, features)
+        return [self._infer_clip(batched_inputs, features, b) for b in range(len(batched_inputs))]
+
+    def _slice_index(self, batched_inputs: list[dict], b: int, t: int) -> int:
+        return sum(len(c["slices"]) for c in batched_inputs[:b]) + t
+
+    def _losses(self, batched_inputs: list[dict], features: SliceFeatures) -> dict[str, torch.Tensor]:
+        totals: dict[str, torch.Tensor] = defaultdict(lambda: 0.0)
+        count = 0
+        for b, clip in enumerate(batched_inputs):
+            state = self.initial_state()
+            for t, piece in enumerate(clip["slices"]):
+                hw = tuple(piece["image"].shape[-2:])
+                outputs, state = self.decode_slice(features.select(self._slice_index(batched_inputs, b, t)), state,
+                                                   piece.get("clicks"), hw)
+                target = {"labels": piece["instances"].gt_classes.to(self.device),
+                          "masks": piece["instances"].gt_masks.to(self.device)}
+                forced = forced_pairs(state.click_class, target["labels"])
+                losses, indices = self.criterion(outputs, [target], forced=[forced])
+                keep = torch.zeros_like(state.active)
+                keep[indices[0][0].to(self.device)] = True  # Eq. 6: matched foreground centroids travel on
+                state = self.advance(state, outputs, keep)
+                for name, value in losses.items():
+                    totals[name] = totals[name] + value
+                count += 1
+        return {name: value / count for name, value in totals.items()}
+
+    def _infer_clip(self, batched: list[dict], features: SliceFeatures, b: int) -> list[dict]:
+        clip, state, results = batched[b], self.initial_state(), []
+        for t, piece in enumerate(clip["slices"]):
+            hw = tuple(piece["image"].shape[-2:])
+            outputs, state = self.step(features.select(self._slice_index(batched, b, t)), state, piece.get("clicks"), hw)
+            padded = tuple(s * 4 for s in outputs["pred_masks"].shape[-2:])
+            scores = self.class_scores(outputs, padded)[:, : hw[0], : hw[1]]
+            results.append({"scores": scores, "labels": self.labels_from_scores(scores)})
+        return results
+
+
+def forced_pairs(click_class: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(F, 2)`` (slot, target index) for click-initialised slots; target -1 where the class is absent."""
+    slots = torch.nonzero(click_class >= 0).flatten()
+    pairs = []
+    for slot in slots.tolist():
+        hits = torch.nonzero(labels == click_class[slot]).flatten()
+        pairs.append((slot, int(hits[0]) if len(hits) else -1))
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
