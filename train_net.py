@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Train S2VNet, Detectron2-style.
+
+    python train_net.py --config-file configs/btcv/s2vnet_swinb.yaml --num-gpus 4
+    python train_net.py --config-file configs/demo/s2vnet_r18_demo.yaml            # CPU demo
+    python train_net.py --config-file ... --resume                                 # continue from last_checkpoint
+    python train_net.py --config-file ... SOLVER.MAX_ITER 100 OUTPUT_DIR out/x     # overrides
+
+On a machine without GPUs, ``--num-gpus N`` starts N CPU processes that train with the gloo backend.
+``--eval-only`` is not available yet: evaluation arrives with volume inference.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import weakref
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, default_argument_parser, \
+    default_setup, hooks, launch
+from detectron2.engine.train_loop import TrainerBase
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+import s2vnet  # noqa: F401  (registers datasets and model components)
+from s2vnet.config import setup_cfg
+from s2vnet.data import build_volume_train_loader
+from s2vnet.errors import InputError, cli_errors
+
+OPTIMIZERS = {"ADAMW": torch.optim.AdamW, "SGD": torch.optim.SGD}
+
+
+def full_model_clipping(optimizer_cls: type, max_norm: float) -> type:
+    """An optimizer class that clips the gradient norm of all parameters together before each step."""
+
+    class FullModelClipped(optimizer_cls):
+        def step(self, closure=None):
+            params = [p for group in self.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+            return super().step(closure=closure)
+
+    FullModelClipped.__name__ = f"FullModelClipped{optimizer_cls.__name__}"
+    return FullModelClipped
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with the volume loader, AdamW + backbone multiplier, and CPU-aware DDP/AMP."""
+
+    def __init__(self, cfg) -> None:  # DefaultTrainer's flow, with DDP that also works on CPU (gloo)
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_gpu = cfg.MODEL.DEVICE.startswith("cuda")
+        model = create_ddp_model(model, broadcast_buffers=False, find_unused_parameters=True,
+                                 device_ids=[comm.get_local_rank()] if on_gpu else None)
+        use_amp = cfg.SOLVER.AMP.ENABLED and on_gpu
+        if cfg.SOLVER.AMP.ENABLED and not on_gpu:
+            logging.getLogger(__name__).warning("SOLVER.AMP.ENABLED is ignored on the CPU")
+        self._trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_volume_train_loader(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        multiplier = cfg.SOLVER.BACKBONE_MULTIPLIER
+        params = get_default_optimizer_params(
+            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            lr_factor_func=lambda name: multiplier if name.startswith("backbone.") else 1.0)
+        if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
+            raise InputError("SOLVER.OPTIMIZER", f"unknown optimizer '{cfg.SOLVER.OPTIMIZER}'; known: {', '.join(OPTIMIZERS)}")
+        optimizer_cls = OPTIMIZERS[cfg.SOLVER.OPTIMIZER]
+        clip = cfg.SOLVER.CLIP_GRADIENTS
+        if clip.ENABLED and clip.CLIP_TYPE == "full_model":
+            optimizer_cls = full_model_clipping(optimizer_cls, clip.CLIP_VALUE)
+        else:
+            optimizer_cls = maybe_add_gradient_clipping(cfg, optimizer_cls)
+        extra = {"momentum": cfg.SOLVER.MOMENTUM} if optimizer_cls is torch.optim.SGD else {}
+        return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, **extra)
+
+    def build_hooks(self):
+        # Evaluation arrives with volume inference; until then training runs without an EvalHook.
+        return [h for h in super().build_hooks() if not isinstance(h, hooks.EvalHook)]
+
+
+def check_classes(cfg) -> None:
+    """The config's class count/names must match every training dataset's metadata."""
+    s2v = cfg.MODEL.S2VNET
+    for name in cfg.DATASETS.TRAIN:
+        classes = MetadataCatalog.get(name).get("stuff_classes")
+        if classes is None:
+            raise InputError(name, "no such registered dataset")
+        if len(classes) != s2v.NUM_CLASSES or (s2v.CLASS_NAMES and list(s2v.CLASS_NAMES) != list(classes)):
+            raise InputError(name, f"has classes {classes}, but the config says {s2v.NUM_CLASSES}: {list(s2v.CLASS_NAMES)}")
+
+
+def setup(args):
+    cfg = setup_cfg(args.config_file, args.opts)
+    cfg.defrost()
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    check_classes(cfg)
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="s2vnet")
+    return cfg
+
+
+@cli_errors
+def main(args) -> int:
+    if args.eval_only:
+        raise InputError(args.config_file or "train_net.py", "--eval-only is not available yet: evaluation "
+                         "(volume inference and metrics) is the next piece of work")
+    cfg = setup(args)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return 0
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    sys.exit(launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                    dist_url=args.dist_url, args=(args,)) or 0)
