@@ -28,12 +28,14 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        # medpy and surface-distance are the reference implementations the metric tests compare against.
+        "test": ["pytest>=7", "pytest-timeout>=2", "medpy==0.5.2", "surface-distance==0.1"],
     },
     entry_points={
         "console_scripts": [
             "s2vnet-build-cache=s2vnet.data.slice_cache:main",
             "s2vnet-demo-data=s2vnet.data.demo_data:main",
+            "s2vnet-predict=s2vnet.predict:main",
         ]
     },
 )
