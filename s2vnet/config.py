@@ -2,7 +2,8 @@
 
 ``add_s2vnet_config(cfg)`` extends a Detectron2 ``CfgNode`` (``detectron2.config.get_cfg()``) with
 ``INPUT.VOLUME.*`` (data), ``MODEL.S2VNET.*`` (the model), ``MODEL.PIXEL_DECODER.*``,
-``MODEL.SWIN_TIMM.*`` (the timm Swin backbone) and two ``SOLVER`` keys. Keys already in Detectron2's
+``MODEL.SWIN_TIMM.*`` (the timm Swin backbone), ``TEST.S2VNET.*`` (inference and evaluation) and two
+``SOLVER`` keys. Keys already in Detectron2's
 defaults (``DATASETS.*``, ``DATALOADER.*``, ``MODEL.RESNETS.*``, ``SOLVER.*``, ``SEED``) keep their meaning.
 """
 from __future__ import annotations
@@ -43,6 +44,10 @@ def _add_sampling(vol: CN) -> None:
     vol.FLIP_PROB = 0.5
     # Image value used to pad outside the slice after normalisation (0 = the window's lower end).
     vol.PAD_VALUE = 0
+    # Intensity jitter shared by a clip, (min, max) contrast factor about grey 128; (1, 1) = off (paper: off).
+    vol.CONTRAST_RANGE = (1.0, 1.0)
+    # Intensity jitter shared by a clip, (min, max) brightness shift in [0, 255] units; (0, 0) = off (paper: off).
+    vol.BRIGHTNESS_RANGE = (0.0, 0.0)
 
 
 def _add_clicks(vol: CN) -> None:
@@ -147,6 +152,27 @@ def _add_swin(swin: CN) -> None:
     swin.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 
 
+def _add_test(test: CN) -> None:
+    # Slices encoded (backbone + pixel decoder) per batch at inference; features are cached per volume.
+    test.SLICE_BATCH_SIZE = 16
+    # Evaluation mode of --eval-only: "automatic", "interactive" or "both".
+    test.MODE = "both"
+    # Rounds of simulated clicks (one click per class per round) in interactive evaluation (paper: up to 15).
+    test.ROUNDS = 15
+    # NoC@85 / NoC@90 are capped at this many clicks when the DSC target is never reached (paper: 20).
+    test.NOC_CAP = 20
+    # Normalised surface Dice tolerance in mm: one value for all classes, or one per class.
+    test.NSD_TOLERANCE_MM = [2.0]
+    # HD95 in mm scored when a class is missing in exactly one of prediction and ground truth (WORD: 50).
+    test.EMPTY_HD95 = 50.0
+    # How refinement rounds combine per class: "max" (paper Eq. 9) or "latest" (the newest round of a clicked class wins).
+    test.ROUND_FUSION = "max"
+    # Seed of the click simulation's tie-breaking during evaluation.
+    test.CLICK_SEED = 0
+    # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.
+    test.SAVE_PREDICTIONS = True
+
+
 def _add_solver(solver: CN) -> None:
     # Optimizer: "ADAMW" (paper) or "SGD".
     solver.OPTIMIZER = "ADAMW"
@@ -171,6 +197,8 @@ def add_s2vnet_config(cfg: CN) -> None:
     cfg.MODEL.SWIN_TIMM = CN()
     _add_swin(cfg.MODEL.SWIN_TIMM)
     _add_solver(cfg.SOLVER)
+    cfg.TEST.S2VNET = CN()
+    _add_test(cfg.TEST.S2VNET)
 
 
 def get_s2vnet_cfg() -> CN:

@@ -1,0 +1,189 @@
+"""Whole-volume inference: features once per volume, then cheap decoder sweeps (automatic and interactive).
+
+The backbone and pixel decoder see each slice once, in batches (:meth:`VolumeInference.encode`); the
+result is kept for the volume. A *sweep* runs the light k-means decoder slice by slice, carrying the
+propagation state. Automatic segmentation is one sweep from the first slice to the last (paper,
+"Testing"). An interactive round is a forward and a backward sweep in which the round's clicks
+initialise centroids on their slices; per class, a slice takes the sweeps that have already passed
+one of that class's clicks, so clicks propagate both ways from where they were made. Rounds are
+fused per class by maximum (Eq. 9) or, optionally, by letting a clicked class's newest round win.
+
+Scores are kept at the decoder's mask resolution (1/4 of the padded slice), ``(K, Z, h, w)``, and only
+turned into full-resolution labels at the end, so memory stays small for large volumes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from s2vnet.modeling.interaction import ClickMemory
+from s2vnet.modeling.meta_arch import S2VNet, SliceFeatures
+
+
+@dataclass
+class VolumeFeatures:
+    """Cached encoder output of a volume: ``mask_features (Z, D, h, w)`` and three ``(Z, C, h_l, w_l)`` maps."""
+
+    mask_features: torch.Tensor
+    multi_scale: list[torch.Tensor]
+    image_hw: tuple[int, int]  # the unpadded slice size (Y, X)
+    padded_hw: tuple[int, int]
+
+    def __len__(self) -> int:
+        return self.mask_features.shape[0]
+
+    def slice(self, z: int, dtype: torch.dtype) -> SliceFeatures:
+        """Features of slice ``z`` (batch of one) in the decoder's dtype."""
+        return SliceFeatures(self.mask_features[z:z + 1].to(dtype), [f[z:z + 1].to(dtype) for f in self.multi_scale])
+
+
+@dataclass
+class Click:
+    """One click on the working grid: class index, slice, in-plane position (pixels), polarity."""
+
+    class_index: int
+    z: int
+    y: float
+    x: float
+    positive: bool = True
+
+
+def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
+    return torch.maximum(fused, new)
+
+
+def _fuse_latest(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
+    out = fused.clone()
+    for k in clicked:
+        out[k] = new[k]
+    return out
+
+
+# TEST.S2VNET.ROUND_FUSION -> fn(fused (K, Z, h, w), round scores (K, Z, h, w), clicked classes) -> fused
+ROUND_FUSIONS: dict[str, Callable] = {"max": _fuse_max, "latest": _fuse_latest}
+
+
+@dataclass
+class InteractionState:
+    """Everything an interactive session accumulates: fused scores and Eq. 8 click memory."""
+
+    fused: torch.Tensor
+    memory: ClickMemory = field(default_factory=ClickMemory)
+    rounds: int = 0
+
+
+class VolumeInference:
+    """Drives a trained :class:`S2VNet` over whole volumes."""
+
+    def __init__(self, model: S2VNet, slice_batch_size: int = 16, round_fusion: str = "max",
+                 feature_dtype: torch.dtype | None = None, progress: bool = False) -> None:
+        """
+        Args:
+            model: the network (put in eval mode here).
+            slice_batch_size: slices per backbone/pixel-decoder batch.
+            round_fusion: key of :data:`ROUND_FUSIONS`.
+            feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
+            progress: show tqdm bars over slices.
+        """
+        if round_fusion not in ROUND_FUSIONS:
+            raise ValueError(f"unknown round fusion '{round_fusion}'; known: {', '.join(ROUND_FUSIONS)}")
+        self.model = model.eval()
+        self.slice_batch_size = max(1, int(slice_batch_size))
+        self.fuse = ROUND_FUSIONS[round_fusion]
+        on_gpu = model.device.type == "cuda"
+        self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
+        self.progress = progress
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> VolumeFeatures:
+        """Backbone + pixel decoder over a uint8 volume ``(Z, Y, X)``, in batches of ``slice_batch_size``."""
+        volume = torch.from_numpy(np.ascontiguousarray(image))
+        masks, levels = [], []
+        batches = range(0, volume.shape[0], self.slice_batch_size)
+        for start in tqdm(batches, desc="encode slices", unit="batch", disable=not self.progress):
+            chunk = volume[start:start + self.slice_batch_size][:, None]
+            mask_features, multi_scale = self.model.encode(self.model.preprocess(chunk))
+            masks.append(mask_features.to(self.feature_dtype))
+            levels.append([f.to(self.feature_dtype) for f in multi_scale])
+        multi = [torch.cat([lv[i] for lv in levels]) for i in range(len(levels[0]))]
+        padded = tuple(s * 4 for s in masks[0].shape[-2:])
+        return VolumeFeatures(torch.cat(masks), multi, tuple(image.shape[1:]), padded)
+
+    def _decoder_dtype(self) -> torch.dtype:
+        return next(self.model.decoder.parameters()).dtype
+
+    @torch.no_grad()
+    def sweep(self, features: VolumeFeatures, order: Sequence[int], clicks: dict[int, dict] | None = None,
+              memory: ClickMemory | None = None, desc: str = "decode") -> tuple[torch.Tensor, ClickMemory]:
+        """Decode slices in ``order`` carrying the state; returns scores ``(K, Z, h, w)`` and the click memory.
+
+        Args:
+            clicks: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}`` injected on slice z.
+            memory: Eq. 8 accumulators from earlier rounds.
+        """
+        h, w = features.mask_features.shape[-2:]
+        scores = torch.zeros(self.num_classes, len(features), h, w, device=features.mask_features.device)
+        state = self.model.initial_state()
+        if memory is not None:
+            state.clicks = memory
+        dtype = self._decoder_dtype()
+        for z in tqdm(order, desc=desc, unit="slice", disable=not self.progress):
+            outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
+            scores[:, z] = self.model.class_scores(outputs, (h, w))
+        return scores, state.clicks
+
+    def automatic(self, features: VolumeFeatures) -> torch.Tensor:
+        """Scores ``(K, Z, h, w)`` of automatic segmentation, first slice to last."""
+        return self.sweep(features, range(len(features)), desc="automatic")[0]
+
+    def start(self, features: VolumeFeatures) -> InteractionState:
+        """An interaction that begins from the automatic result (round 0)."""
+        return InteractionState(self.automatic(features))
+
+    def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click]) -> InteractionState:
+        """One refinement round: a forward and a backward sweep with ``clicks``, fused into ``state``."""
+        by_slice = _group_clicks(clicks, features.mask_features.device)
+        depth = len(features)
+        forward, memory = self.sweep(features, range(depth), by_slice, state.memory, desc="clicks forward")
+        backward, _ = self.sweep(features, range(depth - 1, -1, -1), by_slice, state.memory, desc="clicks backward")
+        round_scores = forward.clone()
+        for k in sorted({c.class_index for c in clicks}):
+            zs = [c.z for c in clicks if c.class_index == k]
+            lo, hi = min(zs), max(zs)
+            round_scores[k, :lo] = backward[k, :lo]  # before the first click of k only the backward sweep has seen it
+            both = slice(lo, hi + 1)
+            round_scores[k, both] = torch.maximum(forward[k, both], backward[k, both])
+        clicked = sorted({c.class_index for c in clicks})
+        return InteractionState(self.fuse(state.fused, round_scores, clicked), memory, state.rounds + 1)
+
+    def labels(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
+        """Fused scores ``(K, Z, h, w)`` -> uint8 labels ``(Z, Y, X)`` (0 = background, c + 1 = class c)."""
+        out = np.zeros((scores.shape[1],) + tuple(image_hw), dtype=np.uint8)
+        for z in range(scores.shape[1]):
+            full = F.interpolate(scores[:, z][None].float(), size=padded_hw, mode="bilinear", align_corners=False)[0]
+            out[z] = self.model.labels_from_scores(full[:, : image_hw[0], : image_hw[1]]).cpu().numpy()
+        return out
+
+    def probabilities(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
+        """Fused scores -> float32 per-class probabilities ``(K, Z, Y, X)``."""
+        full = F.interpolate(scores.float().transpose(0, 1), size=padded_hw, mode="bilinear", align_corners=False)
+        return full.transpose(0, 1)[..., : image_hw[0], : image_hw[1]].cpu().numpy()
+
+
+def _group_clicks(clicks: Sequence[Click], device: torch.device) -> dict[int, dict]:
+    grouped: dict[int, list[Click]] = {}
+    for click in clicks:
+        grouped.setdefault(int(click.z), []).append(click)
+    return {z: {"coords": torch.tensor([[c.y, c.x] for c in cs], dtype=torch.float32, device=device),
+                "classes": torch.tensor([c.class_index for c in cs], dtype=torch.long, device=device),
+                "positive": torch.tensor([c.positive for c in cs], dtype=torch.bool, device=device)}
+            for z, cs in grouped.items()}
