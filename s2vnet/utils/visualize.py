@@ -43,6 +43,19 @@ def draw_clicks(ax, coords: np.ndarray, classes: np.ndarray, positive: np.ndarra
             ax.plot(x, y, "X", ms=8, mfc=color, mec="black", mew=1.0)
 
 
+def _finish(fig, path: str, labels: Sequence[np.ndarray], class_names: Sequence[str], title: str) -> None:
+    """Legend of the classes present in ``labels``, title, and the PNG written to ``path``."""
+    colors = class_colors(len(class_names))
+    present = sorted({int(v) - 1 for lab in labels for v in np.unique(lab) if 0 < v <= len(class_names)})
+    handles = [Patch(color=colors[c], label=class_names[c]) for c in present]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def save_panel(path: str, panels: Sequence[dict], class_names: Sequence[str], title: str) -> None:
     """Write one PNG with a row of slices.
 
@@ -61,11 +74,32 @@ def save_panel(path: str, panels: Sequence[dict], class_names: Sequence[str], ti
             draw_clicks(ax, *panel["clicks"], colors)
         ax.set_title(panel["title"], fontsize=9)
         ax.axis("off")
-    present = sorted({int(v) - 1 for p in panels for v in np.unique(p["label"]) if 0 < v <= len(class_names)})
-    handles = [Patch(color=colors[c], label=class_names[c]) for c in present]
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    _finish(fig, path, [p["label"] for p in panels], class_names, title)
+
+
+def save_montage(path: str, image: np.ndarray, columns: Sequence[tuple[str, np.ndarray]], class_names: Sequence[str],
+                 title: str, num_slices: int = 4, clicks: Sequence[Sequence[dict]] | None = None) -> None:
+    """Rows of slices, one column per label volume (e.g. ground truth | automatic | after clicks).
+
+    Args:
+        image: uint8 ``(Z, Y, X)``; columns: ``[(name, labels (Z, Y, X)), ...]``.
+        num_slices: rows, at evenly spaced slices holding foreground in the first column.
+        clicks: per round, the click dicts (``class``, ``voxel`` (z, y, x), ``positive``), drawn on the last column.
+    """
+    colors = class_colors(len(class_names))
+    zs = np.flatnonzero(columns[0][1].any(axis=(1, 2))) if columns[0][1].any() else np.arange(image.shape[0])
+    rows = np.unique(zs[np.linspace(0, len(zs) - 1, min(num_slices, len(zs))).round().astype(int)])
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.2 * len(columns), 3.2 * len(rows)), squeeze=False)
+    flat_clicks = [c for round_clicks in (clicks or []) for c in round_clicks]
+    for i, z in enumerate(rows):
+        for j, (name, labels) in enumerate(columns):
+            ax = axes[i, j]
+            ax.imshow(overlay(image[z], labels[z], colors), interpolation="nearest")
+            if j == len(columns) - 1 and flat_clicks and j > 0:
+                here = [c for c in flat_clicks if c["voxel"][0] == z]
+                if here:
+                    draw_clicks(ax, np.array([c["voxel"][1:] for c in here]), np.array([c["class"] for c in here]),
+                                np.array([c["positive"] for c in here]), colors)
+            ax.set_title(f"{name}, z = {z}", fontsize=8)
+            ax.axis("off")
+    _finish(fig, path, [lab for _, lab in columns], class_names, title)
