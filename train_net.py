@@ -6,20 +6,28 @@
     python train_net.py --config-file ... --resume                                 # continue from last_checkpoint
     python train_net.py --config-file ... SOLVER.MAX_ITER 100 OUTPUT_DIR out/x     # overrides
 
+    python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/x/model_final.pth
+
 On a machine without GPUs, ``--num-gpus N`` starts N CPU processes that train with the gloo backend.
-``--eval-only`` is not available yet: evaluation arrives with volume inference.
+Evaluation (``--eval-only``, and every ``TEST.EVAL_PERIOD`` iterations) runs the automatic and
+simulated-click protocol of ``TEST.S2VNET.*`` on ``DATASETS.TEST`` and writes metrics.json,
+per_case.csv, the DSC-vs-clicks plot, predictions and montages to ``OUTPUT_DIR/inference/<dataset>``.
 """
 from __future__ import annotations
 
 import logging
 import sys
 import weakref
+from collections import OrderedDict
+from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, default_argument_parser, \
-    default_setup, hooks, launch
+    default_setup, launch
+from detectron2.evaluation import print_csv_format
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -29,6 +37,8 @@ import s2vnet  # noqa: F401  (registers datasets and model components)
 from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
+from s2vnet.evaluation.runner import evaluate_dataset
+from s2vnet.predict import load_weights
 
 OPTIMIZERS = {"ADAMW": torch.optim.AdamW, "SGD": torch.optim.SGD}
 
@@ -90,9 +100,18 @@ class Trainer(DefaultTrainer):
         extra = {"momentum": cfg.SOLVER.MOMENTUM} if optimizer_cls is torch.optim.SGD else {}
         return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, **extra)
 
-    def build_hooks(self):
-        # Evaluation arrives with volume inference; until then training runs without an EvalHook.
-        return [h for h in super().build_hooks() if not isinstance(h, hooks.EvalHook)]
+    @classmethod
+    def test(cls, cfg, model, evaluators=None) -> OrderedDict:
+        """Evaluate on every ``cfg.DATASETS.TEST`` dataset (volume protocol, see the module docstring)."""
+        model = model.module if isinstance(model, DistributedDataParallel) else model
+        was_training = model.training
+        results = OrderedDict()
+        for name in cfg.DATASETS.TEST:
+            results[name] = evaluate_dataset(cfg, model, name, Path(cfg.OUTPUT_DIR) / "inference" / name)
+            if comm.is_main_process():
+                print_csv_format(results[name])
+        model.train(was_training)
+        return results
 
 
 def check_classes(cfg) -> None:
@@ -120,10 +139,12 @@ def setup(args):
 
 @cli_errors
 def main(args) -> int:
-    if args.eval_only:
-        raise InputError(args.config_file or "train_net.py", "--eval-only is not available yet: evaluation "
-                         "(volume inference and metrics) is the next piece of work")
     cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        load_weights(model, cfg.MODEL.WEIGHTS)
+        Trainer.test(cfg, model)
+        return 0
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
