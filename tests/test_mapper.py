@@ -180,3 +180,22 @@ def test_slice_sampling_short_volume():
     presence = np.ones((2, 1), dtype=bool)
     idx = sample_slice_indices(np.random.default_rng(0), presence, SliceSamplingSettings(num_slices=3, gap=(1, 3)))
     assert len(idx) == 3 and all(0 <= z < 2 for z in idx)
+
+
+def test_intensity_jitter_is_shared_by_the_clip(marker_record):
+    """With contrast/brightness jitter on, slice differences scale by the one drawn contrast factor."""
+    mapper = VolumeDatasetMapper(
+        sampling=SliceSamplingSettings(num_slices=3, gap=(2, 2)),
+        lsj=LSJSettings(scale=(1.0, 1.0), crop_size=(40, 56), flip_prob=0.0, contrast=(0.8, 1.2), brightness=(-20.0, 20.0)),
+        clicks=ClickSettings(interactive_prob=0.0), seed=0)
+    plain = make_mapper()
+    ratios = []
+    for seed in range(10):
+        clip = mapper(marker_record, rng=np.random.default_rng(seed))
+        images = [s["image"][0].numpy().astype(float) for s in clip["slices"]]
+        z = clip["slice_indices"]
+        factor = [(images[i] - images[0]).mean() / (10 * (z[i] - z[0])) for i in (1, 2)]
+        assert abs(factor[0] - factor[1]) < 0.03  # one contrast factor for the whole clip
+        ratios.append(factor[0])
+    assert 0.78 < min(ratios) < max(ratios) < 1.22 and max(ratios) - min(ratios) > 0.05
+    assert plain.lsj.contrast == (1.0, 1.0)  # off by default (the paper uses none)

@@ -23,11 +23,32 @@ class LSJSettings:
     flip_prob: float = 0.5
     pad_value: int = 0
     seg_pad_value: int = 255
+    contrast: tuple[float, float] = (1.0, 1.0)
+    brightness: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def from_cfg(cls, cfg) -> "LSJSettings":
         vol = cfg.INPUT.VOLUME
-        return cls(tuple(map(float, vol.LSJ_SCALE)), tuple(map(int, vol.CROP_SIZE)), float(vol.FLIP_PROB), int(vol.PAD_VALUE))
+        return cls(tuple(map(float, vol.LSJ_SCALE)), tuple(map(int, vol.CROP_SIZE)), float(vol.FLIP_PROB),
+                   int(vol.PAD_VALUE), 255, tuple(map(float, vol.CONTRAST_RANGE)), tuple(map(float, vol.BRIGHTNESS_RANGE)))
+
+
+def sample_intensity(rng: np.random.Generator, settings: LSJSettings):
+    """Draw one contrast/brightness jitter; returns ``fn(uint8 slice) -> uint8 slice`` (identity when off).
+
+    ``out = clip((x - 128) * contrast + 128 + brightness, 0, 255)``, the same for every slice of a clip.
+    Not in the paper; the demo config turns it on because it trains on a single patient.
+    """
+    if settings.contrast == (1.0, 1.0) and settings.brightness == (0.0, 0.0):
+        return lambda image: image
+    contrast = rng.uniform(*settings.contrast)
+    brightness = rng.uniform(*settings.brightness)
+
+    def jitter(image: np.ndarray) -> np.ndarray:
+        out = (image.astype(np.float32) - 128.0) * contrast + 128.0 + brightness
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    return jitter
 
 
 def sample_lsj(rng: np.random.Generator, image_hw: tuple[int, int], settings: LSJSettings) -> T.TransformList:

@@ -20,7 +20,7 @@ Output (the structure the model consumes)::
       ],
     }
 
-Every slice of a clip gets the same LSJ crop/scale and the same flip. Each class present in the
+Every slice of a clip gets the same LSJ crop/scale, the same flip and the same (optional) intensity jitter. Each class present in the
 clip is made interactive with probability ``CLICKS.INTERACTIVE_PROB``; its clicks are simulated on
 the first slice (in decoding order) where it appears, and the other slices carry no clicks for it.
 """
@@ -32,7 +32,7 @@ from detectron2.config import configurable
 from detectron2.structures import Instances
 from detectron2.utils import comm
 
-from s2vnet.data.augmentation import LSJSettings, sample_lsj
+from s2vnet.data.augmentation import LSJSettings, sample_intensity, sample_lsj
 from s2vnet.data.click_simulation import ClickSettings, simulate_clicks
 from s2vnet.data.slice_cache import load_cached_slices
 from s2vnet.data.slice_sampling import SliceSamplingSettings, sample_slice_indices
@@ -89,7 +89,8 @@ class VolumeDatasetMapper:
         arrays = load_cached_slices(dataset_dict["cache"])
         indices = sample_slice_indices(rng, arrays["presence"], self.sampling)
         transform = sample_lsj(rng, arrays["image"].shape[1:], self.lsj)
-        images = [transform.apply_image(np.array(arrays["image"][z])) for z in indices]
+        jitter = sample_intensity(rng, self.lsj)
+        images = [transform.apply_image(jitter(np.array(arrays["image"][z]))) for z in indices]
         labels = [transform.apply_segmentation(np.array(arrays["label"][z])) for z in indices]
         num_classes = arrays["presence"].shape[1]
         interactive = self._pick_interactive(rng, labels, num_classes)
