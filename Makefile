@@ -37,10 +37,11 @@ demo: $(VENV)/.installed $(DEMO_READY)
 	$(PY) -m s2vnet.data.slice_cache --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train,demo_ct_test
 	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_train --num 4 --output-dir output/demo/visualize
 	$(PY) tools/visualize_data.py --config-file configs/demo/s2vnet_r18_demo.yaml --dataset demo_ct_test --source annotation --num 4 --output-dir output/demo/visualize
-	$(PY) train_net.py --config-file configs/demo/s2vnet_r18_demo.yaml OUTPUT_DIR output/demo/train
-	@echo "Demo data, slice cache, PNGs (output/demo/visualize) and a trained model (output/demo/train) are done."
-	@echo "Evaluation on demo_ct_test is not implemented yet (the inference issue); make demo stops here." >&2
-	@exit 1
+	$(PY) train_net.py --config-file configs/demo/s2vnet_r18_demo.yaml --resume OUTPUT_DIR output/demo
+	$(PY) -m s2vnet.predict --config-file configs/demo/s2vnet_r18_demo.yaml --weights output/demo/model_final.pth \
+		--input datasets/s2vnet_demo/reference_files/example_ct_dicom --output output/demo/predict/example_ct_dicom_seg.nii.gz
+	@echo "Demo on demo_ct_test (labels are TotalSegmentator output, not human annotation):"
+	$(PY) tools/demo_table.py output/demo/inference/demo_ct_test/metrics.json --clicks 1 5 --save output/demo/summary.md
 
 clean:
 	rm -rf output .cache/s2vnet_slices

@@ -7,42 +7,11 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
 
 from s2vnet.config import setup_cfg
+from synthetic import phantom_clip, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["MODEL.S2VNET.NUM_CLASSES", "2", "MODEL.S2VNET.CLASS_NAMES", "['a', 'b']", "MODEL.S2VNET.CENTROIDS_PER_CLASS", "3",
-        "MODEL.S2VNET.HIDDEN_DIM", "32", "MODEL.PIXEL_DECODER.CONVS_DIM", "32", "MODEL.PIXEL_DECODER.MASK_DIM", "32",
-        "MODEL.S2VNET.DIM_FEEDFORWARD", "64", "MODEL.S2VNET.TRAIN_NUM_POINTS", "512"]
-
-
-def tiny_model(*overrides: str, seed: int = 0):
-    torch.manual_seed(seed)
-    cfg = setup_cfg(str(REPO / "configs" / "demo" / "s2vnet_r18_demo.yaml"), TINY + list(overrides))
-    return build_model(cfg)
-
-
-def phantom_clip(size: int = 64, empty_slice: int | None = None, clicks: bool = False) -> dict:
-    """Three slices with a bright disc (class 0) and a dark square (class 1), shifting a little per slice."""
-    yy, xx = np.mgrid[:size, :size]
-    slices = []
-    for t in range(3):
-        label = np.zeros((size, size), dtype=np.int64)
-        if t != empty_slice:
-            label[(yy - 20 - t) ** 2 + (xx - 22) ** 2 < 90] = 1
-            label[38 + t:54 + t, 36:54] = 2
-        image = np.where(label == 1, 200, np.where(label == 2, 60, 120)).astype(np.uint8)
-        inst = Instances((size, size))
-        values = [v for v in (1, 2) if (label == v).any()]
-        inst.gt_classes = torch.tensor([v - 1 for v in values], dtype=torch.int64)
-        inst.gt_masks = torch.stack([torch.from_numpy(label == v) for v in values]) if values else torch.zeros(0, size, size, dtype=torch.bool)
-        click = {"coords": torch.zeros(0, 2), "classes": torch.zeros(0, dtype=torch.int64), "positive": torch.zeros(0, dtype=torch.bool)}
-        if clicks and t == 0:
-            click = {"coords": torch.tensor([[20.0, 22.0]]), "classes": torch.tensor([0]), "positive": torch.tensor([True])}
-        slices.append({"image": torch.from_numpy(image)[None], "sem_seg": torch.from_numpy(label), "instances": inst,
-                       "clicks": click, "height": size, "width": size})
-    return {"case_id": "phantom", "slices": slices, "slice_indices": [0, 1, 2], "interactive_classes": torch.tensor([0])}
 
 
 def test_training_propagates_exactly_the_matched_foreground_centroids():

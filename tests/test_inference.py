@@ -1,0 +1,139 @@
+"""Whole-volume inference, interactive sessions and the evaluator (tiny untrained model, CPU)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from synthetic import TempDatasets, organ_phantom, tiny_cfg, tiny_model, write_image
+
+from s2vnet.evaluation.evaluator import VolumeSegEvaluator
+from s2vnet.evaluation.metrics import per_class_metrics
+from s2vnet.inference import Click, VolumeInference
+from s2vnet.predict import InteractiveSession, Predictor
+
+SHAPE = (6, 48, 40)
+ROTATED = (0, 1, 0, -1, 0, 0, 0, 0, 1)  # a 90-degree in-plane rotation: exercises reorientation
+
+
+@pytest.fixture
+def scan(tmp_path):
+    image, label = organ_phantom(SHAPE)
+    path = write_image(tmp_path / "scan.nrrd", image, spacing_zyx=(3.0, 0.9, 0.7), origin=(5.0, -2.0, 1.0), direction=ROTATED)
+    return path, image, label
+
+
+def predictor(*overrides: str) -> Predictor:
+    torch.manual_seed(0)
+    return Predictor(tiny_cfg(*overrides), weights=None, device="cpu")
+
+
+def test_volume_inference_shapes_and_repeatability(scan):
+    path, image, _ = scan
+    p = predictor()
+    first = p.segment(path)
+    second = p.segment(path)
+    assert first.labels.shape == SHAPE and first.labels.dtype == np.uint8
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert first.geometry.spacing == pytest.approx((3.0, 0.9, 0.7))
+    assert first.geometry.direction == pytest.approx(ROTATED)
+    assert set(np.unique(first.labels)) <= {0, 1, 2}
+
+
+def test_array_input_is_segmented_on_its_own_grid():
+    image, _ = organ_phantom(SHAPE)
+    result = predictor().segment(image, spacing=(3.0, 0.9, 0.7))
+    assert result.labels.shape == SHAPE
+
+
+def test_session_reuses_features_for_every_round(scan, monkeypatch):
+    path, _, label = scan
+    p = predictor("TEST.S2VNET.SLICE_BATCH_SIZE", "16")
+    calls = []
+    forward = p.model.backbone.forward
+    monkeypatch.setattr(p.model.backbone, "forward", lambda x: calls.append(x.shape[0]) or forward(x))
+    session = InteractiveSession(p, path)
+    z, y, x = np.argwhere(label == 1)[0]
+    for _ in range(3):
+        session.add_clicks([{"class": "a", "voxel": [int(x), int(y), int(z)]}])
+    assert calls == [SHAPE[0]]  # one backbone call for the whole volume, none per click
+    assert session.rounds == 3
+    session.undo()
+    assert session.rounds == 2
+    auto = session.reset()
+    assert session.rounds == 0
+    np.testing.assert_array_equal(auto, p.segment(path).labels)
+
+
+def test_clicks_change_only_the_clicked_class():
+    torch.manual_seed(0)
+    model = tiny_model()
+    engine = VolumeInference(model, 8, round_fusion="latest")
+    image, label = organ_phantom((4, 64, 64))
+    volume = np.clip((image.astype(float) + 175) / 425 * 255, 0, 255).astype(np.uint8)
+    features = engine.encode(volume)
+    state = engine.start(features)
+    z, y, x = np.argwhere(label == 1)[len(np.argwhere(label == 1)) // 2]
+    after = engine.interactive_round(features, state, [Click(0, int(z), float(y), float(x))])
+    assert not torch.allclose(after.fused[0], state.fused[0])  # the clicked class changed
+    torch.testing.assert_close(after.fused[1], state.fused[1])  # the other did not
+    assert after.rounds == 1 and 0 in after.memory.positive
+
+
+def test_several_classes_clicked_in_one_round_all_change():
+    torch.manual_seed(0)
+    engine = VolumeInference(tiny_model(), 8, round_fusion="latest")
+    image, label = organ_phantom((6, 64, 64))
+    volume = np.clip((image.astype(float) + 175) / 425 * 255, 0, 255).astype(np.uint8)
+    features = engine.encode(volume)
+    state = engine.start(features)
+    clicks = [Click(0, 4, 18.0, 14.0), Click(1, 5, 30.0, 28.0)]
+    after = engine.interactive_round(features, state, clicks)
+    for k in (0, 1):
+        assert not torch.allclose(after.fused[k], state.fused[k])
+
+
+def test_max_fusion_never_lowers_a_score():
+    torch.manual_seed(0)
+    engine = VolumeInference(tiny_model(), 8, round_fusion="max")
+    image, _ = organ_phantom((4, 64, 64))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    state = engine.start(features)
+    after = engine.interactive_round(features, state, [Click(1, 2, 30.0, 28.0, positive=True)])
+    assert torch.all(after.fused >= state.fused)
+
+
+def test_evaluator_with_stand_in_predictions(tmp_path):
+    registry = TempDatasets()
+    try:
+        _, label = organ_phantom(SHAPE)
+        img = write_image(tmp_path / "img.nii.gz", label.astype(np.int16), spacing_zyx=(2.0, 1.0, 1.0))
+        lbl = write_image(tmp_path / "lbl.nii.gz", label, spacing_zyx=(2.0, 1.0, 1.0))
+        name = registry.register([(str(img), str(lbl))])
+        from detectron2.data import DatasetCatalog
+
+        record = DatasetCatalog.get(name)[0]
+        shifted = np.zeros_like(label)
+        shifted[1:] = label[:-1]  # one slice (2 mm) off along z
+        evaluator = VolumeSegEvaluator(name, tmp_path / "eval", tolerance_mm=1.0, noc_cap=20)
+        evaluator.reset()
+        evaluator.process([record], [{"automatic": shifted, "rounds": [shifted, label]}])
+        results = evaluator.evaluate()["volume_seg"]
+        expected = per_class_metrics(shifted, label, (2.0, 1.0, 1.0), 2, 1.0)
+        assert results["auto_dice"] == pytest.approx(np.mean([r["dice"] for r in expected])) and results["auto_dice"] < 1
+        assert results["auto_hd95"] == pytest.approx(np.mean([r["hd95"] for r in expected])) and results["auto_hd95"] >= 2.0
+        assert results["dice_1click"] == pytest.approx(results["auto_dice"]) and results["dice_2click"] == 1.0
+        expected_noc = np.mean([1 if d >= 0.9 else 2 for d in _dice_per_class(shifted, label)])
+        assert results["noc90"] == pytest.approx(expected_noc)
+        summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+        assert summary["interactive"]["clicks"] == [1, 2]
+        rows = (tmp_path / "eval" / "per_case.csv").read_text().splitlines()
+        assert rows[0].startswith("case,class,stage,clicks,dice") and len(rows) == 1 + 3 * 2
+        assert (tmp_path / "eval" / "dice_vs_clicks.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        registry.close()
+
+
+def _dice_per_class(pred, gt):
+    return [2 * np.sum((pred == c) & (gt == c)) / (np.sum(pred == c) + np.sum(gt == c)) for c in (1, 2)]
