@@ -73,6 +73,7 @@ class SegmentationResult:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the labels (atomically) and a JSON sidecar with the label names next to them."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         sidecar = sidecar_path(path)
         tmp = sidecar.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{sidecar.name}")
         tmp.write_text(json.dumps({"labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(self.class_names)}}}, indent=1))
