@@ -137,3 +137,42 @@ def test_evaluator_with_stand_in_predictions(tmp_path):
 
 def _dice_per_class(pred, gt):
     return [2 * np.sum((pred == c) & (gt == c)) / (np.sum(pred == c) + np.sum(gt == c)) for c in (1, 2)]
+
+
+def test_batched_and_one_slice_at_a_time_give_the_same_scores():
+    """Encoding 6 slices in one batch equals encoding them one by one (fp32 tolerance)."""
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    image, _ = organ_phantom((6, 64, 64))
+    volume = np.clip(image + 100, 0, 255).astype(np.uint8)
+    batched = VolumeInference(model, slice_batch_size=6)
+    single = VolumeInference(model, slice_batch_size=1)
+    a, b = batched.automatic(batched.encode(volume)), single.automatic(single.encode(volume))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(batched.labels(a, (64, 64), (64, 64)), single.labels(b, (64, 64), (64, 64)))
+
+
+def test_cached_round_equals_a_full_recompute():
+    torch.manual_seed(0)
+    engine = VolumeInference(tiny_model(), 8)
+    image, _ = organ_phantom((6, 64, 64))
+    volume = np.clip(image + 100, 0, 255).astype(np.uint8)
+    clicks = [Click(0, 3, 18.0, 14.0), Click(1, 4, 30.0, 28.0, positive=False)]
+    cached_features = engine.encode(volume)
+    cached = engine.interactive_round(cached_features, engine.start(cached_features), clicks)
+    fresh_features = engine.encode(volume)  # everything recomputed from the image
+    fresh = engine.interactive_round(fresh_features, engine.start(fresh_features), clicks)
+    torch.testing.assert_close(cached.fused, fresh.fused)
+
+
+def test_a_round_decodes_only_the_slices_clicks_can_reach(monkeypatch):
+    torch.manual_seed(0)
+    engine = VolumeInference(tiny_model(), 8)
+    image, _ = organ_phantom((8, 64, 64))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    state = engine.start(features)
+    visited = []
+    step = engine.model.step
+    monkeypatch.setattr(engine.model, "step", lambda f, s, c=None, hw=None: visited.append(1) or step(f, s, c, hw))
+    engine.interactive_round(features, state, [Click(0, 5, 18.0, 14.0), Click(1, 6, 30.0, 28.0)])
+    assert len(visited) == (8 - 5) + (6 + 1)  # forward from the first clicked slice, backward from the last

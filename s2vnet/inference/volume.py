@@ -131,7 +131,7 @@ class VolumeInference:
             memory: Eq. 8 accumulators from earlier rounds.
         """
         h, w = features.mask_features.shape[-2:]
-        scores = torch.zeros(self.num_classes, len(features), h, w, device=features.mask_features.device)
+        scores = torch.zeros(self.num_classes, len(features), h, w, device=features.mask_features.device)  # unvisited: 0
         state = self.model.initial_state()
         if memory is not None:
             state.clicks = memory
@@ -150,19 +150,27 @@ class VolumeInference:
         return InteractionState(self.automatic(features))
 
     def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click]) -> InteractionState:
-        """One refinement round: a forward and a backward sweep with ``clicks``, fused into ``state``."""
+        """One refinement round with ``clicks`` on any classes, fused into ``state``.
+
+        The decoder runs forward from the first clicked slice to the end and backward from the last clicked
+        slice to the start: the only slices a click's propagation can reach. Per clicked class, slices before
+        its first click take the backward sweep, slices after its last click the forward sweep, and slices
+        in between the larger of the two. Classes without a click this round keep their scores.
+        """
+        if not clicks:
+            return state
         by_slice = _group_clicks(clicks, features.mask_features.device)
-        depth = len(features)
-        forward, memory = self.sweep(features, range(depth), by_slice, state.memory, desc="clicks forward")
-        backward, _ = self.sweep(features, range(depth - 1, -1, -1), by_slice, state.memory, desc="clicks backward")
-        round_scores = forward.clone()
-        for k in sorted({c.class_index for c in clicks}):
+        lo_all, hi_all = min(c.z for c in clicks), max(c.z for c in clicks)
+        forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, desc="clicks forward")
+        backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, desc="clicks backward")
+        clicked = sorted({c.class_index for c in clicks})
+        round_scores = state.fused.clone()
+        for k in clicked:
             zs = [c.z for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
-            round_scores[k, :lo] = backward[k, :lo]  # before the first click of k only the backward sweep has seen it
-            both = slice(lo, hi + 1)
-            round_scores[k, both] = torch.maximum(forward[k, both], backward[k, both])
-        clicked = sorted({c.class_index for c in clicks})
+            round_scores[k, :lo] = backward[k, :lo]
+            round_scores[k, hi + 1:] = forward[k, hi + 1:]
+            round_scores[k, lo:hi + 1] = torch.maximum(forward[k, lo:hi + 1], backward[k, lo:hi + 1])
         return InteractionState(self.fuse(state.fused, round_scores, clicked), memory, state.rounds + 1)
 
     def labels(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:

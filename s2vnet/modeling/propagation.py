@@ -70,12 +70,16 @@ class RecurrentAggregator(nn.Module):
         return self.write_norm(self.ffn(tokens.flatten(1)))
 
     def read(self, centroids: torch.Tensor, history: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """``centroids (N, D)`` + cross-attention over the valid history -> ``(N, D)``."""
-        if not bool(valid.any()):
-            return centroids
-        memory = history[valid][None]
-        attended = self.cross_attn(centroids[None], memory, memory, need_weights=False)[0][0]
-        return self.read_norm(centroids + attended)
+        """``centroids (N, D)`` + cross-attention over the valid history -> ``(N, D)`` (unchanged without history).
+
+        Invalid history slots are masked out of the attention instead of being indexed away, so the step
+        never waits for the device to say how many there are (no host synchronisation per slice).
+        """
+        any_valid = valid.any()
+        ignore = ~valid & any_valid  # with no valid slot, attend to all (finite) and discard the result below
+        attended = self.cross_attn(centroids[None], history[None], history[None], key_padding_mask=ignore[None],
+                                   need_weights=False)[0][0]
+        return torch.where(any_valid, self.read_norm(centroids + attended), centroids)
 
 
 def next_state(state: PropagationState, centroids: torch.Tensor, keep: torch.Tensor, click_class: torch.Tensor,
