@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO_READY := datasets/s2vnet_demo/reference_files/example_seg_dicom_on_dicom_grid.nii.gz
 
-.PHONY: install data test demo clean
+.PHONY: install data test demo benchmark gpu-wheels clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,18 @@ demo: $(VENV)/.installed $(DEMO_READY)
 		--input datasets/s2vnet_demo/reference_files/example_ct_dicom --output output/demo/predict/example_ct_dicom_seg.nii.gz
 	@echo "Demo on demo_ct_test (labels are TotalSegmentator output, not human annotation):"
 	$(PY) tools/demo_table.py output/demo/inference/demo_ct_test/metrics.json --clicks 1 5 --save output/demo/summary.md
+
+benchmark: $(VENV)/.installed
+	$(PY) -m pip install -e '.[benchmark]'
+	$(PY) projects/S2VNet/benchmark.py
+
+# Wheels (CPython 3.12, the lent GPU image's Python) of what that image lacks, for projects/S2VNet/gpu_bench.sh.
+gpu-wheels: $(VENV)/.installed
+	$(PY) -m pip download --dest .cache/gpu_wheels --only-binary=:all: --python-version 3.12 --no-deps \
+		SimpleITK fvcore iopath yacs portalocker tabulate termcolor omegaconf hydra-core antlr4-python3-runtime \
+		pycocotools monai==1.6.1 einops
+	cp .cache/wheels/sal_detectron2-0.7.2-py3-none-any.whl .cache/gpu_wheels/
+	$(PY) projects/S2VNet/benchmark.py --prepare-only
 
 clean:
 	rm -rf output .cache/s2vnet_slices

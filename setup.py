@@ -30,6 +30,8 @@ setup(
     extras_require={
         # medpy and surface-distance are the reference implementations the metric tests compare against.
         "test": ["pytest>=7", "pytest-timeout>=2", "medpy==0.5.2", "surface-distance==0.1"],
+        # 3D peers for projects/S2VNet/benchmark.py (speed comparison only).
+        "benchmark": ["monai==1.6.1", "einops>=0.7", "versioneer"],
     },
     entry_points={
         "console_scripts": [
