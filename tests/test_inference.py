@@ -176,3 +176,21 @@ def test_a_round_decodes_only_the_slices_clicks_can_reach(monkeypatch):
     monkeypatch.setattr(engine.model, "step", lambda f, s, c=None, hw=None: visited.append(1) or step(f, s, c, hw))
     engine.interactive_round(features, state, [Click(0, 5, 18.0, 14.0), Click(1, 6, 30.0, 28.0)])
     assert len(visited) == (8 - 5) + (6 + 1)  # forward from the first clicked slice, backward from the last
+
+
+def test_benchmark_ratios_compare_like_with_like():
+    import importlib.util
+
+    from synthetic import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "projects" / "S2VNet" / "benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [
+        {"method": "s2vnet:demo", "tag": "", "volume": "lung1", "automatic": 2.0, "click_cached": 1.0, "click_recompute": 4.0},
+        {"method": "naive:demo", "tag": "", "volume": "lung1", "automatic_and_round": 6.0},
+        {"method": "s2vnet:demo", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 0.5},
+        {"method": "swinunetr", "tag": "", "volume": "lung1", "automatic": 10.0},
+    ]
+    assert bench.ratios(rows) == {"s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0, "batched_vs_naive_demo": 2.0,
+                                  "click_cached_vs_recompute_demo": 4.0}

@@ -20,7 +20,6 @@ and every ratio compares methods on the same crop.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -42,17 +41,11 @@ CONFIGS = {"demo": "configs/demo/s2vnet_r18_demo.yaml", "swinb": "configs/btcv/s
 
 def fetch_volumes(folder: Path) -> dict[str, Path]:
     """Download (pip, hash-pinned) and unpack the two lung CTs of pyradiomics-bhklab 3.1.4."""
-    archive = folder / ARCHIVE
-    if not archive.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        pip = [sys.executable, "-m", "pip"]
-        subprocess.run(pip + ["install", "-q", "versioneer"], check=True)  # the sdist's metadata step needs it
-        subprocess.run(pip + ["download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation", "--dest",
-                              str(folder), "pyradiomics-bhklab==3.1.4"], check=True)
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    if digest != ARCHIVE_SHA256:
-        archive.unlink()
-        raise SystemExit(f"{archive}: sha256 {digest} is not the pinned {ARCHIVE_SHA256}; deleted, run again")
+    from s2vnet.utils.fetch import pip_download_pinned
+
+    # the sdist's metadata step imports versioneer (the benchmark extra installs it), hence no build isolation
+    archive = pip_download_pinned("pyradiomics-bhklab==3.1.4", ARCHIVE, ARCHIVE_SHA256, folder,
+                                  ["--no-binary", ":all:", "--no-build-isolation"])
     out = {}
     with tarfile.open(archive) as tar:
         for name in ("lung1", "lung2"):

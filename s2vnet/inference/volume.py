@@ -10,6 +10,17 @@ fused per class by maximum (Eq. 9) or, optionally, by letting a clicked class's 
 
 Scores are kept at the decoder's mask resolution (1/4 of the padded slice), ``(K, Z, h, w)``, and only
 turned into full-resolution labels at the end, so memory stays small for large volumes.
+
+Memory: besides the network's activations for one batch of ``SLICE_BATCH_SIZE`` slices (and one slice in
+the decoder), a volume costs its feature cache plus its scores, both linear in the number of slices Z. With
+H', W' the slice size padded to a multiple of 32, per slice::
+
+    cache  = MASK_DIM * (H'/4 * W'/4) + CONVS_DIM * (H'/8 * W'/8 + H'/16 * W'/16 + H'/32 * W'/32)  values
+    scores = K * (H'/4 * W'/4) float32 values (times two during an interactive round)
+
+at 2 bytes per value on GPU (float16) and 4 on the CPU. Swin-B configs (256, 256) at 512 x 512: 5.57 M
+values = 11.1 MB per slice in float16, 2.2 GB for 200 slices; the demo config (64, 64): 1.39 M values =
+5.6 MB per slice in float32.
 """
 from __future__ import annotations
 
