@@ -41,13 +41,17 @@ __all__ = ["Predictor", "InteractiveSession", "SegmentationResult", "load_weight
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load a Detectron2 checkpoint strictly; weights that do not fit the config are an :class:`InputError`."""
+    """Load a Detectron2 checkpoint strictly; weights that do not fit the config are an :class:`InputError`.
+
+    The file is read with ``weights_only=True``: tensors and plain containers only, no arbitrary pickled code
+    (Detectron2's own checkpoints, including ``model_final.pth``, load this way).
+    """
     if not Path(path).is_file():
         raise InputError(path, "no such weights file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for corrupt files
-        raise InputError(path, f"cannot be read as a checkpoint ({type(err).__name__})") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or non-tensor files
+        raise InputError(path, f"cannot be read as a weights-only checkpoint ({type(err).__name__})") from None
     state = state.get("model", state) if isinstance(state, dict) else state
     try:
         model.load_state_dict(state, strict=True)
