@@ -155,6 +155,8 @@ def _add_swin(swin: CN) -> None:
 def _add_test(test: CN) -> None:
     # Slices encoded (backbone + pixel decoder) per batch at inference; features are cached per volume.
     test.SLICE_BATCH_SIZE = 16
+    # If > 0: size encode batches by this activation budget in MB instead (at most SLICE_BATCH_SIZE slices).
+    test.ENCODE_BUDGET_MB = 0
     # Evaluation mode of --eval-only: "automatic", "interactive" or "both".
     test.MODE = "both"
     # Rounds of simulated clicks (one click per class per round) in interactive evaluation (paper: up to 15).

@@ -112,7 +112,7 @@ class Predictor:
             load_weights(self.model, weights)
         self.settings = PreprocessSettings.from_cfg(cfg)
         self.class_names = list(cfg.MODEL.S2VNET.CLASS_NAMES) or [f"class_{i + 1}" for i in range(cfg.MODEL.S2VNET.NUM_CLASSES)]
-        self.engine = VolumeInference(self.model, cfg.TEST.S2VNET.SLICE_BATCH_SIZE, cfg.TEST.S2VNET.ROUND_FUSION, progress=progress)
+        self.engine = VolumeInference.from_cfg(self.model, cfg, progress=progress)
 
     @classmethod
     def from_files(cls, config_file: str, weights: str | None, opts: Sequence[str] = (), device: str | None = None,

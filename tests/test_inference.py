@@ -194,3 +194,25 @@ def test_benchmark_ratios_compare_like_with_like():
     ]
     assert bench.ratios(rows) == {"s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0, "batched_vs_naive_demo": 2.0,
                                   "click_cached_vs_recompute_demo": 4.0}
+
+
+def test_encode_batches_follow_the_memory_budget(monkeypatch):
+    from s2vnet.inference.volume import activation_mb_per_slice
+
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    per_slice = activation_mb_per_slice(model, (64, 64))
+    assert per_slice > 0
+    assert activation_mb_per_slice(model, (128, 128)) == pytest.approx(4 * per_slice, rel=0.05)  # scales with pixels
+    engine = VolumeInference(model, slice_batch_size=16, budget_mb=3.5 * per_slice)
+    assert engine.batch_size((64, 64)) == 3
+    assert VolumeInference(model, slice_batch_size=2, budget_mb=100 * per_slice).batch_size((64, 64)) == 2  # capped
+    assert VolumeInference(model, slice_batch_size=16, budget_mb=per_slice / 10).batch_size((64, 64)) == 1
+    sizes = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda x: sizes.append(x.shape[0]) or encode(x))
+    image, _ = organ_phantom((7, 64, 64))
+    budgeted = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    assert sizes == [1, 3, 3, 1]  # the one-slice probe, then batches of 3
+    reference = VolumeInference(model, slice_batch_size=7).encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    torch.testing.assert_close(budgeted.mask_features, reference.mask_features, atol=1e-4, rtol=1e-4)

@@ -111,7 +111,7 @@ def run_s2vnet(volume: np.ndarray, config: str, device: str, repeats: int) -> di
     from s2vnet.inference import VolumeInference
 
     model, cfg = _s2vnet_model(config, device)
-    engine = VolumeInference(model, cfg.TEST.S2VNET.SLICE_BATCH_SIZE)
+    engine = VolumeInference.from_cfg(model, cfg)
     timings = {"encode": [], "automatic": [], "click_cached": [], "click_recompute": []}
     with torch.inference_mode():
         for _ in range(repeats):

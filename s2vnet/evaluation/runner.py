@@ -52,7 +52,7 @@ def evaluate_dataset(cfg, model, dataset_name: str, output_dir: str | Path | Non
     evaluator = VolumeSegEvaluator(dataset_name, output_dir, tolerance_mm=tolerance[0] if len(tolerance) == 1 else tolerance,
                                    empty_hd95=test.EMPTY_HD95, noc_cap=test.NOC_CAP)
     evaluator.reset()
-    engine = VolumeInference(model, test.SLICE_BATCH_SIZE, test.ROUND_FUSION)
+    engine = VolumeInference.from_cfg(model, cfg)
     settings, label_map = PreprocessSettings.from_cfg(cfg), label_map_for(dataset_name)
     for record in tqdm(records, desc=f"evaluate {dataset_name}", unit="volume"):
         prepared = prepare_volume(record["file_name"], record["modality"], settings, record["sem_seg_file_name"], label_map)

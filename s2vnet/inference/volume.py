@@ -92,11 +92,13 @@ class VolumeInference:
     """Drives a trained :class:`S2VNet` over whole volumes."""
 
     def __init__(self, model: S2VNet, slice_batch_size: int = 16, round_fusion: str = "max",
-                 feature_dtype: torch.dtype | None = None, progress: bool = False) -> None:
+                 feature_dtype: torch.dtype | None = None, progress: bool = False, budget_mb: float = 0.0) -> None:
         """
         Args:
             model: the network (put in eval mode here).
-            slice_batch_size: slices per backbone/pixel-decoder batch.
+            slice_batch_size: slices per backbone/pixel-decoder batch (the cap when ``budget_mb`` is set).
+            budget_mb: if > 0, encode as many slices per batch as fit this activation budget
+                (:func:`activation_mb_per_slice`), between 1 and ``slice_batch_size``.
             round_fusion: key of :data:`ROUND_FUSIONS`.
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
@@ -109,6 +111,20 @@ class VolumeInference:
         on_gpu = model.device.type == "cuda"
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
+        self.budget_mb = float(budget_mb)
+
+    @classmethod
+    def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> "VolumeInference":
+        """Engine with ``TEST.S2VNET.{SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB}``."""
+        test = cfg.TEST.S2VNET
+        return cls(model, test.SLICE_BATCH_SIZE, test.ROUND_FUSION, progress=progress, budget_mb=test.ENCODE_BUDGET_MB)
+
+    def batch_size(self, slice_hw: tuple[int, int]) -> int:
+        """Slices per encode batch: the fixed size, or what fits the budget for slices of ``slice_hw``."""
+        if self.budget_mb <= 0:
+            return self.slice_batch_size
+        per_slice = activation_mb_per_slice(self.model, slice_hw)
+        return int(max(1, min(self.slice_batch_size, self.budget_mb // max(per_slice, 1e-6))))
 
     @property
     def num_classes(self) -> int:
@@ -116,12 +132,12 @@ class VolumeInference:
 
     @torch.no_grad()
     def encode(self, image: np.ndarray) -> VolumeFeatures:
-        """Backbone + pixel decoder over a uint8 volume ``(Z, Y, X)``, in batches of ``slice_batch_size``."""
+        """Backbone + pixel decoder over a uint8 volume ``(Z, Y, X)``, in batches of :meth:`batch_size`."""
         volume = torch.from_numpy(np.ascontiguousarray(image))
         masks, levels = [], []
-        batches = range(0, volume.shape[0], self.slice_batch_size)
-        for start in tqdm(batches, desc="encode slices", unit="batch", disable=not self.progress):
-            chunk = volume[start:start + self.slice_batch_size][:, None]
+        size = self.batch_size(tuple(image.shape[1:]))
+        for start in tqdm(range(0, volume.shape[0], size), desc="encode slices", unit="batch", disable=not self.progress):
+            chunk = volume[start:start + size][:, None]
             mask_features, multi_scale = self.model.encode(self.model.preprocess(chunk))
             masks.append(mask_features.to(self.feature_dtype))
             levels.append([f.to(self.feature_dtype) for f in multi_scale])
@@ -196,6 +212,30 @@ class VolumeInference:
         """Fused scores -> float32 per-class probabilities ``(K, Z, Y, X)``."""
         full = F.interpolate(scores.float().transpose(0, 1), size=padded_hw, mode="bilinear", align_corners=False)
         return full.transpose(0, 1)[..., : image_hw[0], : image_hw[1]].cpu().numpy()
+
+
+@torch.no_grad()
+def activation_mb_per_slice(model: S2VNet, slice_hw: tuple[int, int]) -> float:
+    """Upper bound of the encoder's activation memory for one slice, in MB.
+
+    Encodes one blank slice and adds up the outputs of every leaf module of the backbone and pixel decoder
+    (in inference they are not all alive at once, so this over-estimates: a safe budget).
+    """
+    total = [0]
+
+    def count(_module, _inputs, output) -> None:
+        for t in output if isinstance(output, (tuple, list)) else [output]:
+            if torch.is_tensor(t):
+                total[0] += t.numel() * t.element_size()
+
+    leaves = [m for part in (model.backbone, model.pixel_decoder) for m in part.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        model.encode(model.preprocess(torch.zeros((1, 1) + tuple(slice_hw), dtype=torch.uint8)))
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] / 2 ** 20
 
 
 def _group_clicks(clicks: Sequence[Click], device: torch.device) -> dict[int, dict]:
