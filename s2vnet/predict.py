@@ -37,7 +37,7 @@ from s2vnet.data.volume_io import Geometry, write_volume
 from s2vnet.errors import InputError, cli_errors
 from s2vnet.inference.volume import Click, InteractionState, VolumeFeatures, VolumeInference
 
-__all__ = ["Predictor", "InteractiveSession", "SegmentationResult", "load_weights", "main"]
+__all__ = ["Predictor", "InteractiveSession", "SegmentationResult", "load_weights", "to_working_click", "main"]
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -159,10 +159,10 @@ class Predictor:
 class InteractiveSession:
     """Click-and-refine on one volume; the slice features are computed once for the whole session."""
 
-    def __init__(self, predictor: Predictor, image: str | os.PathLike | np.ndarray, modality: str = "CT",
+    def __init__(self, predictor: Predictor, image: str | os.PathLike | np.ndarray | PreparedVolume, modality: str = "CT",
                  spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
         self.predictor = predictor
-        self.prepared = predictor.prepare(image, modality, spacing)
+        self.prepared = image if isinstance(image, PreparedVolume) else predictor.prepare(image, modality, spacing)
         self.features: VolumeFeatures = predictor.engine.encode(self.prepared.image)
         self._history: list[InteractionState] = [predictor.engine.start(self.features)]
 
@@ -182,30 +182,7 @@ class InteractiveSession:
 
     def to_working_click(self, click: dict, source: str = "clicks") -> Click:
         """A user click (``class``, ``positive``, ``voxel`` [i, j, k] or ``point`` [x, y, z]) -> a working-grid click."""
-        if not isinstance(click, dict) or "class" not in click or ("voxel" in click) == ("point" in click):
-            raise InputError(source, f"click {click!r} needs 'class' and exactly one of 'voxel' or 'point'")
-        index = self.predictor.class_index(click["class"], source)
-        zyx = self._stored_index(click, source)
-        z, y, x = working_position(self.prepared, zyx)
-        return Click(index, z, y, x, bool(click.get("positive", True)))
-
-    def _stored_index(self, click: dict, source: str) -> tuple[int, int, int]:
-        geometry = self.prepared.geometry
-        try:
-            if "voxel" in click:
-                ijk = [int(round(float(v))) for v in click["voxel"]]
-            else:
-                point = [float(v) for v in click["point"]]
-                ijk = [int(round(v)) for v in geometry.to_sitk(np.zeros(geometry.shape, np.uint8))
-                       .TransformPhysicalPointToContinuousIndex(point)]
-        except (TypeError, ValueError):
-            raise InputError(source, f"click {click!r}: 'voxel'/'point' must be three numbers") from None
-        if len(ijk) != 3:
-            raise InputError(source, f"click {click!r}: 'voxel'/'point' must be three numbers")
-        size = tuple(reversed(geometry.shape))  # (i, j, k) extent
-        if not all(0 <= v < n for v, n in zip(ijk, size)):
-            raise InputError(source, f"click {click!r} lies outside the volume (index {ijk}, size {list(size)})")
-        return ijk[2], ijk[1], ijk[0]
+        return to_working_click(self.predictor, self.prepared, click, source)
 
     def add_clicks(self, clicks: Sequence[dict], source: str = "clicks") -> np.ndarray:
         """One refinement round with any number of clicks on any classes; returns the new labels (input grid)."""
@@ -224,6 +201,42 @@ class InteractiveSession:
         """Back to the automatic result."""
         del self._history[1:]
         return self.labels
+
+
+def to_working_click(predictor: Predictor, prepared: PreparedVolume, click: dict, source: str = "clicks") -> Click:
+    """Validate a user click against the class list and the volume, and place it on the working grid."""
+    if not isinstance(click, dict) or "class" not in click or ("voxel" in click) == ("point" in click):
+        raise InputError(source, f"click {click!r} needs 'class' and exactly one of 'voxel' or 'point'")
+    index = predictor.class_index(click["class"], source)
+    z, y, x = working_position(prepared, _stored_index(prepared.geometry, click, source))
+    return Click(index, z, y, x, bool(click.get("positive", True)))
+
+
+def _stored_index(geometry: Geometry, click: dict, source: str) -> tuple[int, int, int]:
+    """``(z, y, x)`` stored-grid index of a click given as ``voxel`` [i, j, k] or physical ``point`` [x, y, z]."""
+    try:
+        if "voxel" in click:
+            ijk = [int(round(float(v))) for v in click["voxel"]]
+        else:
+            point = [float(v) for v in click["point"]]
+            ijk = [int(round(v)) for v in _grid_probe(geometry).TransformPhysicalPointToContinuousIndex(point)]
+    except (TypeError, ValueError):
+        raise InputError(source, f"click {click!r}: 'voxel'/'point' must be three numbers") from None
+    if len(ijk) != 3:
+        raise InputError(source, f"click {click!r}: 'voxel'/'point' must be three numbers")
+    size = tuple(reversed(geometry.shape))  # (i, j, k) extent
+    if not all(0 <= v < n for v, n in zip(ijk, size)):
+        raise InputError(source, f"click {click!r} lies outside the volume (index {ijk}, size {list(size)})")
+    return ijk[2], ijk[1], ijk[0]
+
+
+def _grid_probe(geometry: Geometry) -> sitk.Image:
+    """A one-voxel image with the grid's spacing, origin and direction, for index <-> physical transforms."""
+    probe = sitk.Image(1, 1, 1, sitk.sitkUInt8)
+    probe.SetSpacing(tuple(reversed(geometry.spacing)))
+    probe.SetOrigin(geometry.origin)
+    probe.SetDirection(geometry.direction)
+    return probe
 
 
 def working_position(prepared: PreparedVolume, zyx: tuple[int, int, int]) -> tuple[int, float, float]:
@@ -269,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(output, "unsupported output type; expected .nii.gz, .nii, .nrrd or .mha")
     clicks = read_clicks(args.clicks) if args.clicks else []
     predictor = Predictor.from_files(args.config_file, args.weights, args.opts, args.device, progress=True)
-    session = InteractiveSession(predictor, args.input, args.modality)
+    prepared = predictor.prepare(args.input, args.modality)
+    for click in clicks:  # check every click before any network work
+        to_working_click(predictor, prepared, click, args.clicks)
+    session = InteractiveSession(predictor, prepared)
     session.add_clicks(clicks, source=args.clicks or "clicks")
     session.result().save(output)
     print(f"wrote {output} ({len(clicks)} clicks) and {sidecar_path(output)}")
