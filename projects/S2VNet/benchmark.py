@@ -136,8 +136,10 @@ def run_naive(volume: np.ndarray, config: str, device: str, repeats: int) -> dic
     """The same model one slice at a time, the backbone re-run for every slice of every round."""
     import torch
 
+    from s2vnet.inference.volume import group_clicks
+
     model, _ = _s2vnet_model(config, device)
-    clicks = {c.z: c for c in _two_clicks(volume)}
+    clicks = group_clicks(_two_clicks(volume), device)
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
@@ -146,10 +148,7 @@ def run_naive(volume: np.ndarray, config: str, device: str, repeats: int) -> dic
                 state = model.initial_state()
                 for z in range(volume.shape[0]):
                     x = model.preprocess(torch.from_numpy(np.ascontiguousarray(volume[z:z + 1]))[None])
-                    c = round_clicks.get(z)
-                    cl = None if c is None else {"coords": torch.tensor([[c.y, c.x]]), "classes": torch.tensor([c.class_index]),
-                                                 "positive": torch.tensor([True])}
-                    model.step(model.encode(x), state, cl, tuple(x.shape[-2:]))[1]
+                    _, state = model.step(model.encode(x), state, round_clicks.get(z), tuple(x.shape[-2:]))
             _sync(device)
             times.append(time.perf_counter() - t0)
     return {"automatic_and_round": float(np.median(times))}

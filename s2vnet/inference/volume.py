@@ -186,7 +186,7 @@ class VolumeInference:
         """
         if not clicks:
             return state
-        by_slice = _group_clicks(clicks, features.mask_features.device)
+        by_slice = group_clicks(clicks, features.mask_features.device)
         lo_all, hi_all = min(c.z for c in clicks), max(c.z for c in clicks)
         forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, desc="clicks forward")
         backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, desc="clicks backward")
@@ -238,7 +238,8 @@ def activation_mb_per_slice(model: S2VNet, slice_hw: tuple[int, int]) -> float:
     return total[0] / 2 ** 20
 
 
-def _group_clicks(clicks: Sequence[Click], device: torch.device) -> dict[int, dict]:
+def group_clicks(clicks: Sequence[Click], device: torch.device | str) -> dict[int, dict]:
+    """Clicks by slice: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}``, the step's input."""
     grouped: dict[int, list[Click]] = {}
     for click in clicks:
         grouped.setdefault(int(click.z), []).append(click)
