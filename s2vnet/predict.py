@@ -35,7 +35,7 @@ from s2vnet.config import setup_cfg
 from s2vnet.data.preprocess import PreparedVolume, PreprocessSettings, prepare_volume
 from s2vnet.data.volume_io import Geometry, write_volume
 from s2vnet.errors import InputError, cli_errors
-from s2vnet.inference.volume import Click, InteractionState, VolumeFeatures, VolumeInference
+from s2vnet.inference.volume import Click, InteractionState, ProgressFn, VolumeFeatures, VolumeInference
 
 __all__ = ["Predictor", "InteractiveSession", "SegmentationResult", "load_weights", "to_working_click", "main"]
 
@@ -160,11 +160,16 @@ class InteractiveSession:
     """Click-and-refine on one volume; the slice features are computed once for the whole session."""
 
     def __init__(self, predictor: Predictor, image: str | os.PathLike | np.ndarray | PreparedVolume, modality: str = "CT",
-                 spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+                 spacing: Sequence[float] = (1.0, 1.0, 1.0), report: ProgressFn | None = None) -> None:
+        """Encode the volume once and run the automatic segmentation (round 0).
+
+        Args:
+            report: optional ``report(stage, done, total)`` progress callback (encode, then automatic sweep).
+        """
         self.predictor = predictor
         self.prepared = image if isinstance(image, PreparedVolume) else predictor.prepare(image, modality, spacing)
-        self.features: VolumeFeatures = predictor.engine.encode(self.prepared.image)
-        self._history: list[InteractionState] = [predictor.engine.start(self.features)]
+        self.features: VolumeFeatures = predictor.engine.encode(self.prepared.image, report)
+        self._history: list[InteractionState] = [predictor.engine.start(self.features, report)]
 
     @property
     def labels(self) -> np.ndarray:
@@ -184,11 +189,12 @@ class InteractiveSession:
         """A user click (``class``, ``positive``, ``voxel`` [i, j, k] or ``point`` [x, y, z]) -> a working-grid click."""
         return to_working_click(self.predictor, self.prepared, click, source)
 
-    def add_clicks(self, clicks: Sequence[dict], source: str = "clicks") -> np.ndarray:
+    def add_clicks(self, clicks: Sequence[dict], source: str = "clicks", report: ProgressFn | None = None) -> np.ndarray:
         """One refinement round with any number of clicks on any classes; returns the new labels (input grid)."""
         working = [self.to_working_click(c, source) for c in clicks]
         if working:
-            self._history.append(self.predictor.engine.interactive_round(self.features, self._history[-1], working))
+            engine = self.predictor.engine
+            self._history.append(engine.interactive_round(self.features, self._history[-1], working, report))
         return self.labels
 
     def undo(self) -> np.ndarray:

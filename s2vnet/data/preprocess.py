@@ -17,7 +17,7 @@ from s2vnet.data.label_map import LabelMap
 from s2vnet.data.normalization import IntensitySettings, canonical_modality, normalize_intensities, to_uint8
 from s2vnet.data.orientation import Reorientation, reorientation_for
 from s2vnet.data.resample import InPlaneResampling, plan_in_plane
-from s2vnet.data.volume_io import Geometry, read_label, read_volume
+from s2vnet.data.volume_io import Geometry, Volume, read_label, read_volume
 
 
 @dataclass(frozen=True)
@@ -85,18 +85,29 @@ def prepare_volume(
         InputError: unreadable/non-3D files, grid mismatch, unknown labels, NaNs, unknown modality.
     """
     modality = canonical_modality(modality, str(image_path))
-    volume = read_volume(image_path)
-    reorient = reorientation_for(volume.geometry.direction, settings.orientation, str(image_path))
-    normalized = normalize_intensities(volume.array, modality, settings.intensity, str(image_path))
-    image = reorient.apply(normalized)
-    spacing = reorient.spacing(volume.geometry.spacing)
-    resampling = plan_in_plane(image.shape, spacing, settings.target_spacing)
-    image = to_uint8(resampling.image(image))
-    label = None
+    prepared = prepare_loaded(read_volume(image_path), modality, settings)
     if label_path is not None:
         if label_map is None:
             raise ValueError("a label_map is needed to read a label volume")
-        stored = read_label(label_path, reference=volume.geometry).array
-        label = resampling.labels(np.ascontiguousarray(reorient.apply(label_map.encode(stored, str(label_path)))))
+        stored = read_label(label_path, reference=prepared.geometry).array
+        encoded = prepared.reorientation.apply(label_map.encode(stored, str(label_path)))
+        prepared.label = prepared.resampling.labels(np.ascontiguousarray(encoded))
+    return prepared
+
+
+def prepare_loaded(volume: Volume, modality: str, settings: PreprocessSettings) -> PreparedVolume:
+    """Preprocess a volume already read with :func:`read_volume` (for callers that also keep its raw voxels).
+
+    Args:
+        volume: ``array (z, y, x)`` in stored units (HU for CT) with its geometry.
+        modality / settings: as for :func:`prepare_volume`.
+    """
+    source = volume.source
+    modality = canonical_modality(modality, source)
+    reorient = reorientation_for(volume.geometry.direction, settings.orientation, source)
+    image = reorient.apply(normalize_intensities(volume.array, modality, settings.intensity, source))
+    spacing = reorient.spacing(volume.geometry.spacing)
+    resampling = plan_in_plane(image.shape, spacing, settings.target_spacing)
+    image = to_uint8(resampling.image(image))
     spacing = (spacing[0],) + resampling.out_spacing
-    return PreparedVolume(np.ascontiguousarray(image), label, spacing, volume.geometry, reorient, resampling)
+    return PreparedVolume(np.ascontiguousarray(image), None, spacing, volume.geometry, reorient, resampling)

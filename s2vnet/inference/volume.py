@@ -35,6 +35,18 @@ from tqdm import tqdm
 from s2vnet.modeling.interaction import ClickMemory
 from s2vnet.modeling.meta_arch import S2VNet, SliceFeatures
 
+ProgressFn = Callable[[str, int, int], None]
+"""Called as ``report(stage, done, total)`` after each step of a long call (for a UI's progress bar)."""
+
+
+def _steps(items: Sequence, desc: str, unit: str, show: bool, report: ProgressFn | None):
+    """Iterate ``items`` with a tqdm bar (when ``show``) and a ``report(desc, done, total)`` after each."""
+    items = list(items)
+    for done, item in enumerate(tqdm(items, desc=desc, unit=unit, disable=not show), start=1):
+        yield item
+        if report is not None:
+            report(desc, done, len(items))
+
 
 @dataclass
 class VolumeFeatures:
@@ -131,12 +143,12 @@ class VolumeInference:
         return self.model.num_classes
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray) -> VolumeFeatures:
+    def encode(self, image: np.ndarray, report: ProgressFn | None = None) -> VolumeFeatures:
         """Backbone + pixel decoder over a uint8 volume ``(Z, Y, X)``, in batches of :meth:`batch_size`."""
         volume = torch.from_numpy(np.ascontiguousarray(image))
         masks, levels = [], []
         size = self.batch_size(tuple(image.shape[1:]))
-        for start in tqdm(range(0, volume.shape[0], size), desc="encode slices", unit="batch", disable=not self.progress):
+        for start in _steps(range(0, volume.shape[0], size), "encode slices", "batch", self.progress, report):
             chunk = volume[start:start + size][:, None]
             mask_features, multi_scale = self.model.encode(self.model.preprocess(chunk))
             masks.append(mask_features.to(self.feature_dtype))
@@ -150,7 +162,8 @@ class VolumeInference:
 
     @torch.no_grad()
     def sweep(self, features: VolumeFeatures, order: Sequence[int], clicks: dict[int, dict] | None = None,
-              memory: ClickMemory | None = None, desc: str = "decode") -> tuple[torch.Tensor, ClickMemory]:
+              memory: ClickMemory | None = None, desc: str = "decode",
+              report: ProgressFn | None = None) -> tuple[torch.Tensor, ClickMemory]:
         """Decode slices in ``order`` carrying the state; returns scores ``(K, Z, h, w)`` and the click memory.
 
         Args:
@@ -163,20 +176,21 @@ class VolumeInference:
         if memory is not None:
             state.clicks = memory
         dtype = self._decoder_dtype()
-        for z in tqdm(order, desc=desc, unit="slice", disable=not self.progress):
+        for z in _steps(order, desc, "slice", self.progress, report):
             outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
             scores[:, z] = self.model.class_scores(outputs, (h, w))
         return scores, state.clicks
 
-    def automatic(self, features: VolumeFeatures) -> torch.Tensor:
+    def automatic(self, features: VolumeFeatures, report: ProgressFn | None = None) -> torch.Tensor:
         """Scores ``(K, Z, h, w)`` of automatic segmentation, first slice to last."""
-        return self.sweep(features, range(len(features)), desc="automatic")[0]
+        return self.sweep(features, range(len(features)), desc="automatic", report=report)[0]
 
-    def start(self, features: VolumeFeatures) -> InteractionState:
+    def start(self, features: VolumeFeatures, report: ProgressFn | None = None) -> InteractionState:
         """An interaction that begins from the automatic result (round 0)."""
-        return InteractionState(self.automatic(features))
+        return InteractionState(self.automatic(features, report))
 
-    def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click]) -> InteractionState:
+    def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click],
+                          report: ProgressFn | None = None) -> InteractionState:
         """One refinement round with ``clicks`` on any classes, fused into ``state``.
 
         The decoder runs forward from the first clicked slice to the end and backward from the last clicked
@@ -188,8 +202,8 @@ class VolumeInference:
             return state
         by_slice = group_clicks(clicks, features.mask_features.device)
         lo_all, hi_all = min(c.z for c in clicks), max(c.z for c in clicks)
-        forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, desc="clicks forward")
-        backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, desc="clicks backward")
+        forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report)
+        backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report)
         clicked = sorted({c.class_index for c in clicks})
         round_scores = state.fused.clone()
         for k in clicked:
