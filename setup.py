@@ -13,6 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["s2vnet", "s2vnet.*"]),
+    package_data={"s2vnet.serve": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",
@@ -26,10 +27,15 @@ setup(
         "Pillow>=9",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        # s2vnet-serve, the browser viewer.
+        "starlette>=0.40",
+        "uvicorn>=0.30",
     ],
     extras_require={
         # medpy and surface-distance are the reference implementations the metric tests compare against.
-        "test": ["pytest>=7", "pytest-timeout>=2", "medpy==0.5.2", "surface-distance==0.1"],
+        # httpx drives the viewer's API in-process; playwright drives Debian's /usr/bin/chromium (no browser download).
+        "test": ["pytest>=7", "pytest-timeout>=2", "medpy==0.5.2", "surface-distance==0.1", "httpx==0.28.1",
+                 "playwright==1.65.2"],
         # 3D peers for projects/S2VNet/benchmark.py (speed comparison only).
         "benchmark": ["monai==1.6.1", "einops>=0.7", "versioneer"],
     },
@@ -38,6 +44,7 @@ setup(
             "s2vnet-build-cache=s2vnet.data.slice_cache:main",
             "s2vnet-demo-data=s2vnet.data.demo_data:main",
             "s2vnet-predict=s2vnet.predict:main",
+            "s2vnet-serve=s2vnet.serve.cli:main",
         ]
     },
 )

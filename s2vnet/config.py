@@ -2,8 +2,8 @@
 
 ``add_s2vnet_config(cfg)`` extends a Detectron2 ``CfgNode`` (``detectron2.config.get_cfg()``) with
 ``INPUT.VOLUME.*`` (data), ``MODEL.S2VNET.*`` (the model), ``MODEL.PIXEL_DECODER.*``,
-``MODEL.SWIN_TIMM.*`` (the timm Swin backbone), ``TEST.S2VNET.*`` (inference and evaluation) and two
-``SOLVER`` keys. Keys already in Detectron2's
+``MODEL.SWIN_TIMM.*`` (the timm Swin backbone), ``TEST.S2VNET.*`` (inference and evaluation), ``SERVE.*``
+(the browser viewer, ``s2vnet-serve``) and two ``SOLVER`` keys. Keys already in Detectron2's
 defaults (``DATASETS.*``, ``DATALOADER.*``, ``MODEL.RESNETS.*``, ``SOLVER.*``, ``SEED``) keep their meaning.
 """
 from __future__ import annotations
@@ -182,6 +182,23 @@ def _add_solver(solver: CN) -> None:
     solver.BACKBONE_MULTIPLIER = 0.1
 
 
+def _add_serve(serve: CN) -> None:
+    # Largest upload (NIfTI / NRRD / zipped DICOM) the browser viewer accepts, in MB.
+    serve.MAX_UPLOAD_MB = 1024
+    # Largest total uncompressed size of a zipped DICOM upload, in MB (decompression-bomb guard).
+    serve.MAX_UNZIPPED_MB = 4096
+    # Most members a zipped DICOM upload may hold.
+    serve.MAX_ZIP_MEMBERS = 10000
+    # Largest uncompressed/compressed size ratio of any zip member over 1 MB (decompression-bomb guard).
+    serve.MAX_ZIP_RATIO = 200.0
+    # Open scans held at once (each keeps its cached features in memory); more are refused until one closes or expires.
+    serve.MAX_SESSIONS = 4
+    # A session unused for this many minutes is closed and its uploaded files deleted.
+    serve.SESSION_TTL_MIN = 60.0
+    # Folder for uploaded scans (one private sub-folder per session); "" = the system's temporary folder.
+    serve.WORK_DIR = ""
+
+
 def add_s2vnet_config(cfg: CN) -> None:
     """Add S2VNet's keys to a Detectron2 config in place.
 
@@ -201,6 +218,8 @@ def add_s2vnet_config(cfg: CN) -> None:
     _add_solver(cfg.SOLVER)
     cfg.TEST.S2VNET = CN()
     _add_test(cfg.TEST.S2VNET)
+    cfg.SERVE = CN()
+    _add_serve(cfg.SERVE)
 
 
 def get_s2vnet_cfg() -> CN:

@@ -28,7 +28,7 @@ def test_every_config_key_has_a_comment():
     keys = [(i, line) for i, line in enumerate(lines)
             if re.match(r"\s+\w+\.[A-Z0-9_]+ = ", line) and not line.strip().endswith("CN()")]
     cfg = get_s2vnet_cfg()
-    ours = [cfg.INPUT.VOLUME, cfg.MODEL.S2VNET, cfg.MODEL.PIXEL_DECODER, cfg.MODEL.SWIN_TIMM, cfg.TEST.S2VNET]
+    ours = [cfg.INPUT.VOLUME, cfg.MODEL.S2VNET, cfg.MODEL.PIXEL_DECODER, cfg.MODEL.SWIN_TIMM, cfg.TEST.S2VNET, cfg.SERVE]
     added_solver_keys = 2  # SOLVER.OPTIMIZER, SOLVER.BACKBONE_MULTIPLIER
     assert len(keys) == sum(_count_leaves(n) for n in ours) + added_solver_keys  # one line per key
     for i, line in keys:

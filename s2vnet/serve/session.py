@@ -1,0 +1,260 @@
+"""One open scan in the viewer (:class:`ViewerSession`) and the store that isolates and expires them.
+
+The viewer shows every scan in one display orientation, whatever its stored axes: LPS, i.e. slices from
+inferior to superior, rows from anterior to posterior, columns from the patient's right to left (the
+radiological convention). Display indices ``(slice, row, col)`` map exactly (axis permutation and flips) to
+the stored voxel ``[i, j, k]`` that :class:`s2vnet.predict.InteractiveSession` takes.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from s2vnet.data.orientation import Reorientation, reorientation_for
+from s2vnet.data.preprocess import PreparedVolume
+from s2vnet.data.volume_io import Volume
+from s2vnet.errors import InputError
+from s2vnet.predict import InteractiveSession, Predictor
+from s2vnet.serve.render import auto_window
+
+__all__ = ["ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented",
+           "display_to_voxel", "voxel_to_display"]
+
+
+class SessionNotFound(LookupError):
+    """No open session has this id (never existed, closed, or expired)."""
+
+
+class StoreFull(RuntimeError):
+    """``SERVE.MAX_SESSIONS`` scans are open."""
+
+
+class SessionBusy(RuntimeError):
+    """The session is already running a segmentation step."""
+
+
+class NotSegmented(RuntimeError):
+    """Labels were asked for before the automatic segmentation ran."""
+
+
+def display_to_voxel(reorient: Reorientation, stored_shape: tuple[int, int, int], display: tuple[int, int, int]) -> list[int]:
+    """Display index ``(slice, row, col)`` -> stored SimpleITK index ``[i, j, k]``."""
+    stored = [0, 0, 0]
+    for value, source, flip in zip(display, reorient.perm, reorient.flip):
+        stored[source] = stored_shape[source] - 1 - value if flip else value
+    return [stored[2], stored[1], stored[0]]
+
+
+def voxel_to_display(reorient: Reorientation, stored_shape: tuple[int, int, int], voxel: list[int]) -> list[int]:
+    """Stored SimpleITK index ``[i, j, k]`` -> display index ``(slice, row, col)``."""
+    zyx = [voxel[2], voxel[1], voxel[0]]
+    return [stored_shape[p] - 1 - zyx[p] if f else zyx[p] for p, f in zip(reorient.perm, reorient.flip)]
+
+
+class ViewerSession:
+    """A scan, its display volume, and (after the automatic run) its interactive state and labels."""
+
+    def __init__(self, sid: str, name: str, modality: str, volume: Volume, prepared: PreparedVolume,
+                 workdir: Path | None) -> None:
+        self.id, self.name, self.modality, self.workdir = sid, name, modality, workdir
+        self.geometry = prepared.geometry
+        self.prepared = prepared
+        self.display = reorientation_for(self.geometry.direction, "LPS", name)
+        self.image = self.display.apply(volume.array)  # (slices, rows, cols), a view of the stored voxels
+        self.spacing = self.display.spacing(self.geometry.spacing)
+        self.auto_window = auto_window(volume.array)
+        self.interactive: InteractiveSession | None = None
+        self.labels: np.ndarray | None = None  # display grid, uint8 class ids
+        self.stored_labels: np.ndarray | None = None
+        self.round_clicks: list[list[dict]] = []
+        self.version = 0
+        self.seconds = 0.0
+        self.progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+        self.lock = threading.Lock()
+        self.last_used = time.monotonic()
+
+    # ------------------------------------------------------------------ work (caller holds self.lock)
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        self.progress = {"busy": True, "stage": stage, "done": done, "total": total}
+
+    def _refresh(self, started: float) -> None:
+        """Recompute the labels on both grids after the interaction state changed."""
+        self._report("labels", 0, 0)
+        self.stored_labels = self.interactive.labels
+        self.labels = np.ascontiguousarray(self.display.apply(self.stored_labels))
+        self.version += 1
+        self.seconds = time.perf_counter() - started
+
+    def run_auto(self, predictor: Predictor) -> None:
+        """Encode the volume once and segment every class (a no-op when already done)."""
+        if self.interactive is not None:
+            return
+        started = time.perf_counter()
+        self.interactive = InteractiveSession(predictor, self.prepared, report=self._report)
+        self._refresh(started)
+
+    def add_clicks(self, predictor: Predictor, clicks: list) -> None:
+        """One refinement round; each click has ``class``, ``positive`` and ``display`` or ``voxel``."""
+        if not isinstance(clicks, list) or not clicks:
+            raise InputError("clicks", "expected a non-empty JSON list under 'clicks'")
+        user, shown = zip(*(self._user_click(predictor, c) for c in clicks))
+        self.run_auto(predictor)
+        started = time.perf_counter()
+        self.interactive.add_clicks(list(user), source="clicks", report=self._report)
+        self.round_clicks.append(list(shown))
+        self._refresh(started)
+
+    def _user_click(self, predictor: Predictor, click) -> tuple[dict, dict]:
+        """A request click -> (the predict API's click with a stored voxel, the click in display indices)."""
+        if not isinstance(click, dict) or "class" not in click or ("display" in click) == ("voxel" in click):
+            raise InputError("clicks", f"click {click!r} needs 'class' and exactly one of 'display' or 'voxel'")
+        class_id = predictor.class_index(click["class"], "clicks") + 1
+        positive = click.get("positive", True)
+        if not isinstance(positive, bool):
+            raise InputError("clicks", f"click {click!r}: 'positive' must be true or false")
+        is_display = "display" in click
+        given = self._checked_index(click["display"] if is_display else click["voxel"], click, is_display)
+        shape = self.geometry.shape
+        voxel = display_to_voxel(self.display, shape, given) if is_display else given
+        shown = given if is_display else voxel_to_display(self.display, shape, voxel)
+        return {"class": class_id, "positive": positive, "voxel": voxel}, {"class": class_id, "positive": positive, "display": shown}
+
+    def _checked_index(self, value, click: dict, is_display: bool) -> list[int]:
+        extent = list(self.image.shape) if is_display else list(reversed(self.geometry.shape))
+        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise InputError("clicks", f"click {click!r}: the position must be three integers")
+        if not all(0 <= v < n for v, n in zip(value, extent)):
+            raise InputError("clicks", f"click {click!r} lies outside the volume (size {extent})")
+        return list(value)
+
+    def undo(self) -> None:
+        """Drop the latest click round."""
+        self._require_segmented()
+        if self.round_clicks:
+            started = time.perf_counter()
+            self.interactive.undo()
+            self.round_clicks.pop()
+            self._refresh(started)
+
+    def reset(self) -> None:
+        """Back to the automatic result."""
+        self._require_segmented()
+        if self.round_clicks:
+            started = time.perf_counter()
+            self.interactive.reset()
+            self.round_clicks.clear()
+            self._refresh(started)
+
+    def _require_segmented(self) -> None:
+        if self.interactive is None:
+            raise NotSegmented(f"session {self.name}: run the automatic segmentation first")
+
+    # ------------------------------------------------------------------ reading (no lock needed)
+
+    def label_slice(self, z: int) -> np.ndarray:
+        """uint8 class ids ``(rows, cols)`` of display slice ``z``."""
+        labels = self.labels
+        if labels is None:
+            raise NotSegmented(f"session {self.name}: run the automatic segmentation first")
+        return labels[self.checked_slice(z)]
+
+    def checked_slice(self, z: int) -> int:
+        if not 0 <= z < self.image.shape[0]:
+            raise InputError(f"slice {z}", f"outside the volume (0..{self.image.shape[0] - 1})")
+        return z
+
+    def volumes_ml(self, class_names: list[str]) -> dict[str, float] | None:
+        """Per-class volume in millilitres on the scan's own grid."""
+        if self.stored_labels is None:
+            return None
+        counts = np.bincount(self.stored_labels.ravel(), minlength=len(class_names) + 1)
+        voxel_ml = float(np.prod(self.geometry.spacing)) / 1000.0
+        return {name: round(float(counts[k + 1]) * voxel_ml, 3) for k, name in enumerate(class_names)}
+
+    def info(self, class_names: list[str]) -> dict:
+        """What the page needs to draw the session (JSON-ready)."""
+        return {
+            "id": self.id, "name": self.name, "modality": self.modality,
+            "shape": list(self.image.shape), "spacing": [round(s, 4) for s in self.spacing],
+            "segmented": self.interactive is not None, "rounds": len(self.round_clicks), "version": self.version,
+            "volumes_ml": self.volumes_ml(class_names), "clicks": self.round_clicks,
+            "auto_window": [round(v, 1) for v in self.auto_window], "seconds": round(self.seconds, 3),
+        }
+
+    def close(self) -> None:
+        """Drop the cached features and delete the session's uploaded files."""
+        self.interactive = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class SessionStore:
+    """Open sessions by unguessable id (256 random bits), at most ``max_sessions``, closed after ``ttl_s`` idle."""
+
+    def __init__(self, max_sessions: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_sessions, self.ttl_s, self.clock = int(max_sessions), float(ttl_s), clock
+        self._sessions: dict[str, ViewerSession] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_urlsafe(32)
+
+    def ensure_room(self) -> None:
+        """Raise :class:`StoreFull` when no further session may open (after closing expired ones)."""
+        self.purge_expired()
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise StoreFull(f"{self.max_sessions} scans are open (SERVE.MAX_SESSIONS); close one or wait "
+                                f"{self.ttl_s / 60:g} min for an idle one to expire")
+
+    def add(self, session: ViewerSession) -> None:
+        self.ensure_room()
+        with self._lock:
+            session.last_used = self.clock()
+            self._sessions[session.id] = session
+
+    def get(self, sid: str) -> ViewerSession:
+        """The session with this id, marked as used now."""
+        self.purge_expired()
+        with self._lock:
+            session = self._sessions.get(sid)
+            if session is None:
+                raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+            session.last_used = self.clock()
+            return session
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(sid, None)
+        if session is None:
+            raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+        session.close()
+
+    def purge_expired(self) -> int:
+        """Close sessions idle longer than the TTL (not while one is working); returns how many."""
+        now = self.clock()
+        with self._lock:
+            stale = [s for s in self._sessions.values() if now - s.last_used > self.ttl_s and not s.lock.locked()]
+            for session in stale:
+                del self._sessions[session.id]
+        for session in stale:
+            session.close()
+        return len(stale)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
