@@ -184,9 +184,9 @@ def _add_solver(solver: CN) -> None:
 
 def _add_serve(serve: CN) -> None:
     # Largest upload (NIfTI / NRRD / zipped DICOM) the browser viewer accepts, in MB.
-    serve.MAX_UPLOAD_MB = 1024
+    serve.MAX_UPLOAD_MB = 1024.0
     # Largest total uncompressed size of a zipped DICOM upload, in MB (decompression-bomb guard).
-    serve.MAX_UNZIPPED_MB = 4096
+    serve.MAX_UNZIPPED_MB = 4096.0
     # Most members a zipped DICOM upload may hold.
     serve.MAX_ZIP_MEMBERS = 10000
     # Largest uncompressed/compressed size ratio of any zip member over 1 MB (decompression-bomb guard).

@@ -91,16 +91,21 @@ def _require_type(request: Request, expected: str) -> None:
         raise HTTPException(415, f"send this request with Content-Type: {expected} (got '{given or 'none'}')")
 
 
+def _size(count: int) -> str:
+    """Bytes for people: ``"10.2 kB"``, ``"1.5 MB"`` (1 kB = 1024 bytes, as the ``SERVE.*_MB`` limits)."""
+    return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 1024:.1f} kB"
+
+
 async def _stream_body(request: Request, limit: int, write: Callable[[bytes], object], what: str) -> None:
     """Pass the body to ``write`` chunk by chunk; 413 as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"{what} is {int(declared) / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB")
+        raise HTTPException(413, f"{what} is {_size(int(declared))}; the limit is {_size(limit)}")
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise HTTPException(413, f"{what} exceeds the limit of {limit / 2**20:g} MB")
+            raise HTTPException(413, f"{what} exceeds the limit of {_size(limit)}")
         write(chunk)
 
 

@@ -83,7 +83,7 @@ def check_upload_content(path: Path, name: str, kind: str) -> None:
         if not head.startswith(b"NRRD000"):
             raise InputError(name, "is not an NRRD file (no NRRD000 magic)")
         check_single_file_format(path, name)
-    elif kind == "zip" and not (head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path)):
+    elif kind == "zip" and not (head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path)):
         raise InputError(name, "is not a zip archive")
 
 
