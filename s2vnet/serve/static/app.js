@@ -417,7 +417,7 @@
       swatch.style.backgroundColor = entry.css;
       const pick = element("input", { type: "radio", name: "active-class", value: String(id), id: `cls-active-${id}`, title: "Active class for clicks" });
       pick.addEventListener("change", () => { if (pick.checked) state.active = id; });
-      const label = element("label", { className: "name", htmlFor: pick.id, textContent: entry.name });
+      const label = element("label", { className: "name", htmlFor: pick.id, textContent: entry.name, title: entry.name });
       Object.assign(entry, { visEl: vis, volEl: element("span", { className: "vol", id: `vol-${id}`, textContent: "–" }) });
       const row = element("li", { className: "class-row" });
       row.append(vis, swatch, label, entry.volEl, pick);
