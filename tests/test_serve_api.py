@@ -183,3 +183,14 @@ def test_cli_help_and_bad_data_root(capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["--config-file", config, "--weights", str(tmp_path / "none.pth"), "--port", "0"])
     assert info.value.code == 2 and "no such weights file" in capsys.readouterr().err
+
+
+def test_a_busy_session_refuses_a_second_step_and_closing(api):
+    sid = _open(api)["id"]
+    session = api.app.state.ctx.store.get(sid)
+    with session.lock:  # as while a step runs
+        response = api.post(f"/api/sessions/{sid}/auto", json={})
+        assert response.status_code == 409 and "already running" in response.json()["error"]
+        assert api.delete(f"/api/sessions/{sid}").status_code == 409
+        assert api.get(f"/api/sessions/{sid}/slices/0.png").status_code == 200  # reading still works
+    assert api.delete(f"/api/sessions/{sid}").json() == {"closed": True}

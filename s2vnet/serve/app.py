@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import math
 import re
@@ -218,7 +219,14 @@ def info(request: Request) -> JSONResponse:
     classes = [{"id": k + 1, "name": n, "color": col} for k, (n, col) in enumerate(zip(c.class_names, hex_colors(len(c.class_names))))]
     return JSONResponse({"classes": classes, "presets": {k: list(v) for k, v in PRESETS.items()},
                          "data_root": c.data_root is not None, "max_upload_mb": c.limits.max_upload_mb,
-                         "version": "0.1.0"})
+                         "version": _package_version()})
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("s2vnet")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 def scans(request: Request) -> JSONResponse:

@@ -233,10 +233,14 @@ class SessionStore:
             return session
 
     def close(self, sid: str) -> None:
+        """Close a session now (refused while it runs a step: it would lose its features mid-way)."""
         with self._lock:
-            session = self._sessions.pop(sid, None)
-        if session is None:
-            raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+            session = self._sessions.get(sid)
+            if session is None:
+                raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+            if session.lock.locked():
+                raise SessionBusy("this session is running a step; close it when the step has finished")
+            del self._sessions[sid]
         session.close()
 
     def purge_expired(self) -> int:

@@ -61,30 +61,42 @@ def upload_kind(name: str) -> str:
 
 
 def check_upload_content(path: Path, name: str, kind: str) -> None:
-    """Check that the received bytes are what the name says.
+    """Check that the received bytes are what the name says (``kind`` from :func:`upload_kind`).
 
     Raises:
         InputError: the content does not match the type (or a NRRD names a separate data file).
     """
     with open(path, "rb") as handle:
         head = handle.read(1024)
-    if kind == "nifti":
-        if name.lower().endswith(".gz"):
-            if head[:2] != b"\x1f\x8b":
-                raise InputError(name, "is not gzip-compressed although its name ends in .gz")
-            try:
-                with gzip.open(path, "rb") as handle:
-                    head = handle.read(1024)
-            except (OSError, EOFError):
-                raise InputError(name, "is not a readable gzip file") from None
-        if not _is_nifti_header(head):
-            raise InputError(name, "is not a NIfTI-1/2 single-file image (header size or magic wrong)")
-    elif kind == "nrrd":
-        if not head.startswith(b"NRRD000"):
-            raise InputError(name, "is not an NRRD file (no NRRD000 magic)")
-        check_single_file_format(path, name)
-    elif kind == "zip" and not (head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path)):
+    CONTENT_CHECKS[kind](path, name, head)
+
+
+def _check_nifti(path: Path, name: str, head: bytes) -> None:
+    if name.lower().endswith(".gz"):
+        if head[:2] != b"\x1f\x8b":
+            raise InputError(name, "is not gzip-compressed although its name ends in .gz")
+        try:
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(1024)
+        except (OSError, EOFError):
+            raise InputError(name, "is not a readable gzip file") from None
+    if not _is_nifti_header(head):
+        raise InputError(name, "is not a NIfTI-1/2 single-file image (header size or magic wrong)")
+
+
+def _check_nrrd(path: Path, name: str, head: bytes) -> None:
+    if not head.startswith(b"NRRD000"):
+        raise InputError(name, "is not an NRRD file (no NRRD000 magic)")
+    check_single_file_format(path, name)
+
+
+def _check_zip(path: Path, name: str, head: bytes) -> None:
+    if not (head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path)):
         raise InputError(name, "is not a zip archive")
+
+
+# Content check per upload kind, called as ``check(path, name, first_1024_bytes)``; raises InputError.
+CONTENT_CHECKS = {"nifti": _check_nifti, "nrrd": _check_nrrd, "zip": _check_zip}
 
 
 def _is_nifti_header(head: bytes) -> bool:
