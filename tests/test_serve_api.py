@@ -194,3 +194,11 @@ def test_a_busy_session_refuses_a_second_step_and_closing(api):
         assert api.delete(f"/api/sessions/{sid}").status_code == 409
         assert api.get(f"/api/sessions/{sid}/slices/0.png").status_code == 200  # reading still works
     assert api.delete(f"/api/sessions/{sid}").json() == {"closed": True}
+
+
+def test_cli_refuses_a_missing_data_root_before_loading_the_model(capsys, tmp_path):
+    from s2vnet.serve.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--config-file", "unused.yaml", "--weights", "unused.pth", "--port", "0", "--data-root", str(tmp_path / "none")])
+    assert info.value.code == 2 and "--data-root is not a folder" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import socket
 import sys
+from pathlib import Path
 
 from s2vnet.errors import InputError, cli_errors
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from s2vnet.serve.app import LOOPBACK_HOSTS, create_app
 
     _check_port_free(args.host, args.port)
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise InputError(args.data_root, "--data-root is not a folder")
     predictor = Predictor.from_files(args.config_file, args.weights, args.opts, args.device)
     loopback = _is_loopback(args.host)
     allowed = LOOPBACK_HOSTS if loopback else (None if args.host in ("0.0.0.0", "::") else LOOPBACK_HOSTS + (args.host,))
