@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from s2vnet.serve.app import create_app
+from s2vnet.serve.background import BackgroundServer
 from serve_support import tiny_predictor, write_scan
 
 CHROMIUM = Path(os.environ.get("S2VNET_CHROMIUM", "/usr/bin/chromium"))
@@ -44,17 +43,15 @@ def _browser_or_skip():
     return sync_playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def playwright_api():
+    """Playwright's ``sync_playwright``, or a skip (a failure under S2VNET_REQUIRE_BROWSER=1)."""
+    return _browser_or_skip()
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(playwright_api, tmp_path):
     """A live server (uvicorn in a thread) on a 512 x 512 x 6 scan; decoder steps slowed so progress shows."""
-    import uvicorn
-
     write_scan(tmp_path / "data" / "ct512.nii.gz", shape=(6, 512, 512))
     predictor = tiny_predictor("INPUT.VOLUME.RESAMPLE_IN_PLANE", "False")
     step = predictor.model.step
@@ -64,18 +61,8 @@ def server(tmp_path):
         return step(*args, **kwargs)
 
     predictor.model.step = slow_step
-    port = _free_port()
-    config = uvicorn.Config(create_app(predictor, tmp_path / "data"), host="127.0.0.1", port=port, log_level="warning")
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uvicorn_server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uvicorn_server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with BackgroundServer(create_app(predictor, tmp_path / "data")) as url:
+        yield url
 
 
 def _wait(page, expression: str, timeout: float = 60.0) -> None:
@@ -95,11 +82,10 @@ def _canvas(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator("#view").screenshot())).convert("RGB")).astype(int)
 
 
-def test_click_and_refine_in_chromium(server, tmp_path):
-    sync_playwright = _browser_or_skip()
+def test_click_and_refine_in_chromium(playwright_api, server, tmp_path):
     shots = Path(os.environ.get("S2VNET_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
+    with playwright_api() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
         problems: list[str] = []

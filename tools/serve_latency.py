@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,20 +25,6 @@ from s2vnet.errors import InputError, cli_errors
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 DRAWN = "document.body.dataset.busy === '0' && window.s2v.overlayVersion === window.s2v.session.version"
-
-
-def _start_server(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/", server, thread
 
 
 def _wait(page, expression: str, timeout: float = 600.0) -> None:
@@ -86,6 +70,9 @@ def measure(url: str, args) -> dict:
         class_id = next(c["id"] for c in page.evaluate("fetch('api/info').then(r => r.json())")["classes"]
                         if c["name"] == args.class_name)
         page.click(f"#cls-active-{class_id}")
+        if not all(0 <= v < n for v, n in zip(args.at, session["shape"][1:])):
+            raise InputError(args.scan, f"--at {args.at[0]} {args.at[1]} lies outside its slices "
+                                        f"({session['shape'][1]} x {session['shape'][2]} pixels)")
         first = args.first_slice if args.first_slice >= 0 else session["shape"][0] // 2
         clicks = []
         for i in range(args.clicks):
@@ -121,14 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(args.chromium, "no Chromium there (apt-get install chromium)")
     from s2vnet.predict import Predictor
     from s2vnet.serve.app import create_app
+    from s2vnet.serve.background import BackgroundServer
 
     predictor = Predictor.from_files(args.config_file, args.weights, device=args.device)
-    url, server, thread = _start_server(create_app(predictor, args.data_root))
-    try:
+    with BackgroundServer(create_app(predictor, args.data_root)) as url:
         result = measure(url, args)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     for c in result["clicks"]:
