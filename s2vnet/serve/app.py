@@ -52,7 +52,7 @@ from s2vnet.predict import Predictor
 from s2vnet.serve.guard import GuardMiddleware, error_handlers
 from s2vnet.serve.paths import list_scans, resolve_in_root
 from s2vnet.serve.render import PRESETS, hex_colors, overlay_rgb, png_bytes, window_slice
-from s2vnet.serve.session import SessionBusy, SessionStore, ViewerSession
+from s2vnet.serve.session import IDLE_PROGRESS, SessionBusy, SessionStore, ViewerSession
 from s2vnet.serve.uploads import UPLOAD_SUFFIXES, UploadLimits, check_upload_content, extract_dicom_zip, upload_kind
 
 __all__ = ["create_app", "ServeContext", "LOOPBACK_HOSTS"]
@@ -60,7 +60,6 @@ __all__ = ["create_app", "ServeContext", "LOOPBACK_HOSTS"]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 _JSON_LIMIT = 1 << 20
-_IDLE = {"busy": False, "stage": "", "done": 0, "total": 0}
 
 
 @dataclass
@@ -313,7 +312,7 @@ async def _run(request: Request, step: Callable[[ViewerSession, Predictor, dict]
     try:
         await run_in_threadpool(work)
     finally:
-        session.progress = dict(_IDLE)
+        session.progress = dict(IDLE_PROGRESS)
         session.last_used = c.store.clock()
         session.lock.release()
     return JSONResponse(session.info(c.class_names))

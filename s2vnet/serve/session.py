@@ -23,8 +23,13 @@ from s2vnet.errors import InputError
 from s2vnet.predict import InteractiveSession, Predictor
 from s2vnet.serve.render import auto_window
 
-__all__ = ["ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented",
+__all__ = ["IDLE_PROGRESS", "ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented",
            "display_to_voxel", "voxel_to_display"]
+
+
+# What ``/progress`` reports while no step runs.
+IDLE_PROGRESS = {"busy": False, "stage": "", "done": 0, "total": 0}
+_NOT_FOUND = "no open session with this id (closed, expired or never opened)"
 
 
 class SessionNotFound(LookupError):
@@ -75,7 +80,7 @@ class ViewerSession:
         self.round_clicks: list[list[dict]] = []
         self.version = 0
         self.seconds = 0.0
-        self.progress = {"busy": False, "stage": "", "done": 0, "total": 0}
+        self.progress = dict(IDLE_PROGRESS)
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
 
@@ -84,10 +89,9 @@ class ViewerSession:
     def _report(self, stage: str, done: int, total: int) -> None:
         self.progress = {"busy": True, "stage": stage, "done": done, "total": total}
 
-    def _refresh(self, started: float) -> None:
-        """Recompute the labels on both grids after the interaction state changed."""
-        self._report("labels", 0, 0)
-        self.stored_labels = self.interactive.labels
+    def _refresh(self, started: float, stored_labels: np.ndarray) -> None:
+        """Take the new labels (scan grid, as the interactive session returned them) and their display copy."""
+        self.stored_labels = stored_labels
         self.labels = np.ascontiguousarray(self.display.apply(self.stored_labels))
         self.version += 1
         self.seconds = time.perf_counter() - started
@@ -98,7 +102,8 @@ class ViewerSession:
             return
         started = time.perf_counter()
         self.interactive = InteractiveSession(predictor, self.prepared, report=self._report)
-        self._refresh(started)
+        self._report("labels", 0, 0)
+        self._refresh(started, self.interactive.labels)
 
     def add_clicks(self, predictor: Predictor, clicks: list) -> None:
         """One refinement round; each click has ``class``, ``positive`` and ``display`` or ``voxel``."""
@@ -107,9 +112,9 @@ class ViewerSession:
         user, shown = zip(*(self._user_click(predictor, c) for c in clicks))
         self.run_auto(predictor)
         started = time.perf_counter()
-        self.interactive.add_clicks(list(user), source="clicks", report=self._report)
+        labels = self.interactive.add_clicks(list(user), source="clicks", report=self._report)
         self.round_clicks.append(list(shown))
-        self._refresh(started)
+        self._refresh(started, labels)
 
     def _user_click(self, predictor: Predictor, click) -> tuple[dict, dict]:
         """A request click -> (the predict API's click with a stored voxel, the click in display indices)."""
@@ -140,18 +145,16 @@ class ViewerSession:
         self._require_segmented()
         if self.round_clicks:
             started = time.perf_counter()
-            self.interactive.undo()
             self.round_clicks.pop()
-            self._refresh(started)
+            self._refresh(started, self.interactive.undo())
 
     def reset(self) -> None:
         """Back to the automatic result."""
         self._require_segmented()
         if self.round_clicks:
             started = time.perf_counter()
-            self.interactive.reset()
             self.round_clicks.clear()
-            self._refresh(started)
+            self._refresh(started, self.interactive.reset())
 
     def _require_segmented(self) -> None:
         if self.interactive is None:
@@ -228,7 +231,7 @@ class SessionStore:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
-                raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+                raise SessionNotFound(_NOT_FOUND)
             session.last_used = self.clock()
             return session
 
@@ -237,7 +240,7 @@ class SessionStore:
         with self._lock:
             session = self._sessions.get(sid)
             if session is None:
-                raise SessionNotFound("no open session with this id (closed, expired or never opened)")
+                raise SessionNotFound(_NOT_FOUND)
             if session.lock.locked():
                 raise SessionBusy("this session is running a step; close it when the step has finished")
             del self._sessions[sid]
