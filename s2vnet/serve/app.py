@@ -53,7 +53,7 @@ from s2vnet.serve.guard import GuardMiddleware, error_handlers
 from s2vnet.serve.paths import list_scans, resolve_in_root
 from s2vnet.serve.render import PRESETS, hex_colors, overlay_rgb, png_bytes, window_slice
 from s2vnet.serve.session import IDLE_PROGRESS, SessionBusy, SessionStore, ViewerSession
-from s2vnet.serve.uploads import UPLOAD_SUFFIXES, UploadLimits, check_upload_content, extract_dicom_zip, upload_kind
+from s2vnet.serve.uploads import UPLOAD_SUFFIXES, UploadLimits, check_upload_content, extract_dicom_zip, upload_suffix
 
 __all__ = ["create_app", "ServeContext", "LOOPBACK_HOSTS"]
 
@@ -194,16 +194,15 @@ def _load_upload(c: ServeContext, target: Path, name: str, kind: str, modality: 
 async def upload(request: Request) -> JSONResponse:
     c = ctx(request)
     name = request.query_params.get("name", "")
-    kind, modality = upload_kind(name), _modality(request.query_params.get("modality", "CT"))
+    suffix, modality = upload_suffix(name), _modality(request.query_params.get("modality", "CT"))
     _require_type(request, "application/octet-stream")
     c.store.ensure_room()
     workdir = Path(tempfile.mkdtemp(prefix="session-", dir=c.work_dir))
-    suffix = next(s for s in UPLOAD_SUFFIXES if name.lower().endswith(s))
     try:
         target = workdir / f"upload{suffix}"
         with open(target, "wb") as out:
             await _stream_body(request, c.limits.max_upload_bytes, out.write, f"upload '{name}'")
-        session = await run_in_threadpool(_load_upload, c, target, name, kind, modality, workdir)
+        session = await run_in_threadpool(_load_upload, c, target, name, UPLOAD_SUFFIXES[suffix], modality, workdir)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from s2vnet.utils.visualize import class_colors
+from s2vnet.utils.visualize import class_colors, overlay
 
 __all__ = ["PRESETS", "window_slice", "auto_window", "png_bytes", "overlay_rgb", "hex_colors"]
 
@@ -42,16 +42,11 @@ def overlay_rgb(grey: np.ndarray, labels: np.ndarray, num_classes: int, alpha: f
                 hidden: Sequence[int] = ()) -> np.ndarray:
     """uint8 grey ``(H, W)`` + labels ``(H, W)`` (0 = background, k = class id k) -> uint8 RGB ``(H, W, 3)``.
 
-    Classes whose id is in ``hidden`` are left uncoloured.
+    The figures' blending (:func:`s2vnet.utils.visualize.overlay`); class ids in ``hidden`` stay uncoloured.
     """
-    colors = class_colors(num_classes).astype(np.float32) * 255.0
-    rgb = np.repeat(grey[..., None].astype(np.float32), 3, axis=2)
-    for k in range(1, num_classes + 1):
-        if k in hidden:
-            continue
-        mask = labels == k
-        rgb[mask] = (1.0 - alpha) * rgb[mask] + alpha * colors[k - 1]
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    shown = np.where(np.isin(labels, list(hidden)), 0, labels) if hidden else labels
+    rgb = overlay(grey, shown, class_colors(num_classes), alpha)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def hex_colors(num_classes: int) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from s2vnet.errors import InputError
 from s2vnet.serve.paths import check_single_file_format
 
-__all__ = ["UploadLimits", "upload_kind", "check_upload_content", "extract_dicom_zip"]
+__all__ = ["UploadLimits", "UPLOAD_SUFFIXES", "upload_suffix", "check_upload_content", "extract_dicom_zip"]
 
 UPLOAD_SUFFIXES = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".zip": "zip"}
 _MB = 1024 * 1024
@@ -46,22 +46,22 @@ class UploadLimits:
         return int(self.max_upload_mb * _MB)
 
 
-def upload_kind(name: str) -> str:
-    """``"nifti"``, ``"nrrd"`` or ``"zip"`` from an upload's file name.
+def upload_suffix(name: str) -> str:
+    """The upload's recognised suffix (a key of ``UPLOAD_SUFFIXES``, whose value is its kind).
 
     Raises:
         InputError: a name with a path, or an unsupported suffix.
     """
     if not name or name != PurePosixPath(name.replace("\\", "/")).name:
         raise InputError(name or "<upload>", "the upload name must be a plain file name")
-    for suffix, kind in UPLOAD_SUFFIXES.items():
+    for suffix in UPLOAD_SUFFIXES:
         if name.lower().endswith(suffix):
-            return kind
+            return suffix
     raise InputError(name, f"unsupported upload type; expected {', '.join(UPLOAD_SUFFIXES)}")
 
 
 def check_upload_content(path: Path, name: str, kind: str) -> None:
-    """Check that the received bytes are what the name says (``kind`` from :func:`upload_kind`).
+    """Check that the received bytes are what the name says (``kind`` = ``UPLOAD_SUFFIXES[upload_suffix(name)]``).
 
     Raises:
         InputError: the content does not match the type (or a NRRD names a separate data file).
