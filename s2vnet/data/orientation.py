@@ -49,6 +49,22 @@ class Reorientation:
         inverse = np.argsort(self.perm)
         return np.transpose(out, tuple(range(lead)) + tuple(lead + int(p) for p in inverse))
 
+    def shape(self, shape: Sequence[int]) -> tuple[int, int, int]:
+        """Stored ``(z, y, x)`` shape -> canonical shape."""
+        return tuple(int(shape[p]) for p in self.perm)
+
+    def apply_index(self, zyx: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+        """Stored voxel ``(z, y, x)`` of a volume of stored ``shape`` -> its canonical voxel (as :meth:`apply`)."""
+        canon = [int(zyx[p]) for p in self.perm]
+        return tuple(int(shape[p]) - 1 - c if f else c for c, p, f in zip(canon, self.perm, self.flip))
+
+    def invert_index(self, index: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+        """Canonical voxel -> stored voxel ``(z, y, x)`` of a volume of stored ``shape`` (as :meth:`invert`)."""
+        stored = [0, 0, 0]
+        for value, p, f in zip(index, self.perm, self.flip):
+            stored[p] = int(shape[p]) - 1 - int(value) if f else int(value)
+        return tuple(stored)
+
     def spacing(self, spacing: Sequence[float]) -> tuple[float, float, float]:
         """Stored ``(z, y, x)`` spacing -> canonical spacing."""
         return tuple(float(spacing[p]) for p in self.perm)

@@ -36,6 +36,14 @@ class InPlaneResampling:
     def is_identity(self) -> bool:
         return self.in_shape == self.out_shape
 
+    def index(self, yx: Sequence[float]) -> tuple[float, float]:
+        """A pixel position ``(y, x)`` before -> after (pixel centres at integers, as the interpolation)."""
+        return tuple(float((v + 0.5) * o / i - 0.5) for v, i, o in zip(yx, self.in_shape, self.out_shape))
+
+    def restore_index(self, yx: Sequence[float]) -> tuple[float, float]:
+        """A pixel position ``(y, x)`` after -> before (inverse of :meth:`index`)."""
+        return tuple(float((v + 0.5) * i / o - 0.5) for v, i, o in zip(yx, self.in_shape, self.out_shape))
+
     def image(self, volume: np.ndarray) -> np.ndarray:
         """Resample an image ``(z, y, x)`` -> float32 ``(z, Y, X)`` (bilinear)."""
         return _interpolate(volume, self.out_shape, "bilinear", self.in_shape)

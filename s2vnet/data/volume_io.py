@@ -72,6 +72,12 @@ class Geometry:
         image.SetDirection(self.direction)
         return image
 
+    def physical_to_index(self, point: Sequence[float]) -> tuple[float, float, float]:
+        """Physical LPS point ``(x, y, z)`` in mm -> continuous SimpleITK index ``(i, j, k)``."""
+        matrix = np.asarray(self.direction, dtype=float).reshape(3, 3) * np.asarray(self.spacing[::-1])
+        offset = np.asarray(point, dtype=float) - np.asarray(self.origin)
+        return tuple(float(v) for v in np.linalg.solve(matrix, offset))
+
     def differences(self, other: "Geometry") -> list[str]:
         """Human-readable list of what differs between two grids (empty when they match).
 
