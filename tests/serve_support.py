@@ -7,7 +7,7 @@ import numpy as np
 import SimpleITK as sitk
 from starlette.testclient import TestClient
 
-from s2vnet.predict import Predictor
+from s2vnet.inference.api import Predictor
 from s2vnet.serve.app import create_app
 from synthetic import organ_phantom, tiny_cfg
 

@@ -11,7 +11,7 @@ from synthetic import TempDatasets, organ_phantom, tiny_cfg, tiny_model, write_i
 from s2vnet.evaluation.evaluator import VolumeSegEvaluator
 from s2vnet.evaluation.metrics import per_class_metrics
 from s2vnet.inference import Click, VolumeInference
-from s2vnet.predict import InteractiveSession, Predictor
+from s2vnet import InteractiveSession, Predictor
 
 SHAPE = (6, 48, 40)
 ROTATED = (0, 1, 0, -1, 0, 0, 0, 0, 1)  # a 90-degree in-plane rotation: exercises reorientation
@@ -75,7 +75,7 @@ def test_clicks_change_only_the_clicked_class():
     features = engine.encode(volume)
     state = engine.start(features)
     z, y, x = np.argwhere(label == 1)[len(np.argwhere(label == 1)) // 2]
-    after = engine.interactive_round(features, state, [Click(0, int(z), float(y), float(x))])
+    after = engine.interactive_round(features, state, [Click(0, (int(z), float(y), float(x)), "working")])
     assert not torch.allclose(after.fused[0], state.fused[0])  # the clicked class changed
     torch.testing.assert_close(after.fused[1], state.fused[1])  # the other did not
     assert after.rounds == 1 and 0 in after.memory.positive
@@ -88,7 +88,7 @@ def test_several_classes_clicked_in_one_round_all_change():
     volume = np.clip((image.astype(float) + 175) / 425 * 255, 0, 255).astype(np.uint8)
     features = engine.encode(volume)
     state = engine.start(features)
-    clicks = [Click(0, 4, 18.0, 14.0), Click(1, 5, 30.0, 28.0)]
+    clicks = [Click(0, (4, 18.0, 14.0), "working"), Click(1, (5, 30.0, 28.0), "working")]
     after = engine.interactive_round(features, state, clicks)
     for k in (0, 1):
         assert not torch.allclose(after.fused[k], state.fused[k])
@@ -100,7 +100,7 @@ def test_max_fusion_never_lowers_a_score():
     image, _ = organ_phantom((4, 64, 64))
     features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
     state = engine.start(features)
-    after = engine.interactive_round(features, state, [Click(1, 2, 30.0, 28.0, positive=True)])
+    after = engine.interactive_round(features, state, [Click(1, (2, 30.0, 28.0), "working", positive=True)])
     assert torch.all(after.fused >= state.fused)
 
 
@@ -157,7 +157,7 @@ def test_cached_round_equals_a_full_recompute():
     engine = VolumeInference(tiny_model(), 8)
     image, _ = organ_phantom((6, 64, 64))
     volume = np.clip(image + 100, 0, 255).astype(np.uint8)
-    clicks = [Click(0, 3, 18.0, 14.0), Click(1, 4, 30.0, 28.0, positive=False)]
+    clicks = [Click(0, (3, 18.0, 14.0), "working"), Click(1, (4, 30.0, 28.0), "working", positive=False)]
     cached_features = engine.encode(volume)
     cached = engine.interactive_round(cached_features, engine.start(cached_features), clicks)
     fresh_features = engine.encode(volume)  # everything recomputed from the image
@@ -174,7 +174,7 @@ def test_a_round_decodes_only_the_slices_clicks_can_reach(monkeypatch):
     visited = []
     step = engine.model.step
     monkeypatch.setattr(engine.model, "step", lambda f, s, c=None, hw=None: visited.append(1) or step(f, s, c, hw))
-    engine.interactive_round(features, state, [Click(0, 5, 18.0, 14.0), Click(1, 6, 30.0, 28.0)])
+    engine.interactive_round(features, state, [Click(0, (5, 18.0, 14.0), "working"), Click(1, (6, 30.0, 28.0), "working")])
     assert len(visited) == (8 - 5) + (6 + 1)  # forward from the first clicked slice, backward from the last
 
 

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from s2vnet.serve.render import window_slice
-from s2vnet.serve.session import display_to_voxel, voxel_to_display
+from s2vnet.data.clicks import Click
 from synthetic import REPO
 from serve_support import ORIGIN, RAS_DIRECTION, SPACING_ZYX, client, lps_array, tiny_predictor, write_scan
 
@@ -75,12 +75,12 @@ def test_window_level_maps_the_window_onto_0_255():
 def test_display_and_voxel_indices_round_trip(api):
     sid = _open(api)["id"]
     session = api.app.state.ctx.store.get(sid)
-    shape = session.geometry.shape
+    frames = session.frames
     for display in ([0, 0, 0], [5, 47, 39], [2, 10, 31]):
-        voxel = display_to_voxel(session.display, shape, display)
-        assert voxel_to_display(session.display, shape, voxel) == display
+        voxel = frames.convert(Click(0, display, "display"), "ijk")
+        assert frames.convert(voxel, "display").position == tuple(display)
     # RAS-like storage: display row r is stored j = 47 - r, display col c is stored i = 39 - c.
-    assert display_to_voxel(session.display, shape, [2, 10, 31]) == [39 - 31, 47 - 10, 2]
+    assert frames.convert(Click(0, (2, 10, 31), "display"), "ijk").position == (39 - 31, 47 - 10, 2)
 
 
 def test_auto_clicks_undo_reset(api):
@@ -112,7 +112,7 @@ def test_voxel_clicks_equal_display_clicks(predictor, root):
     with client(predictor, root) as api:
         a, b = _open(api)["id"], _open(api)["id"]
         session = api.app.state.ctx.store.get(a)
-        voxel = display_to_voxel(session.display, session.geometry.shape, [3, 20, 9])
+        voxel = list(session.frames.convert(Click(0, (3, 20, 9), "display"), "ijk").position)
         ra = api.post(f"/api/sessions/{a}/clicks", json={"clicks": [{"class": 1, "display": [3, 20, 9]}]}).json()
         rb = api.post(f"/api/sessions/{b}/clicks", json={"clicks": [{"class": 1, "voxel": voxel}]}).json()
         assert ra["clicks"] == rb["clicks"] and ra["volumes_ml"] == rb["volumes_ml"]

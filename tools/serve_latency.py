@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.chromium).is_file():
         raise InputError(args.chromium, "no Chromium there (apt-get install chromium)")
-    from s2vnet.predict import Predictor
+    from s2vnet.inference.api import Predictor
     from s2vnet.serve.app import create_app
     from s2vnet.serve.background import BackgroundServer
 

@@ -101,7 +101,7 @@ def _two_clicks(volume: np.ndarray):
     from s2vnet.inference import Click
 
     z, h, w = volume.shape
-    return [Click(0, z // 2, h / 3, w / 3), Click(1, z // 2, 2 * h / 3, 2 * w / 3)]
+    return [Click(0, (z // 2, h / 3, w / 3), "working"), Click(1, (z // 2, 2 * h / 3, 2 * w / 3), "working")]
 
 
 def run_s2vnet(volume: np.ndarray, config: str, device: str, repeats: int) -> dict:

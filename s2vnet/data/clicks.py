@@ -138,9 +138,9 @@ class ClickFrames:
         canon = (click.slice_index, int(round(y)), int(round(x)))
         return self.working.invert_index(canon, self.stored_shape)
 
-    def convert(self, click: Click, frame: str) -> Click:
-        """The click in ``frame``; raises :class:`InputError` when it lies outside the volume."""
-        self.check_inside(click)
+    def convert(self, click: Click, frame: str, source: str = "clicks") -> Click:
+        """The click in ``frame``; raises :class:`InputError` (naming ``source``) when it lies outside the volume."""
+        self.check_inside(click, source)
         if frame == click.frame:
             return click
         zyx = self.to_zyx(click)
@@ -234,7 +234,8 @@ def parse_click(obj: Any, class_names: Sequence[str], frames: ClickFrames | None
         raise InputError(source, f"a click must be an object with 'class', got {_short(obj)}")
     keys = [k for k in JSON_POSITIONS if k in obj]
     if len(keys) != 1:
-        raise InputError(source, f"a click needs exactly one of {', '.join(JSON_POSITIONS)}, got {_short(obj)}")
+        raise InputError(source, f"a click needs exactly one of 'voxel' or 'point' (the viewer also takes 'display'), "
+                                 f"got {_short(obj)}")
     unknown = set(obj) - {"class", "positive", *JSON_POSITIONS}
     if unknown:
         raise InputError(source, f"unknown click key(s) {', '.join(sorted(unknown))}")

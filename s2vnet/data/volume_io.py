@@ -29,11 +29,13 @@ from s2vnet.errors import InputError
 
 __all__ = [
     "Geometry", "Volume", "read_volume", "read_label", "write_volume", "check_same_grid",
-    "IMAGE_SUFFIXES", "WRITE_SUFFIXES",
+    "IMAGE_SUFFIXES", "WRITE_SUFFIXES", "SINGLE_FILE_SUFFIXES",
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+# Formats whose header and voxels live in one file (no detached .nhdr/.mhd data file): the writable ones.
+SINGLE_FILE_SUFFIXES = WRITE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from s2vnet.data.preprocess import PreparedVolume, PreprocessSettings, prepare_v
 from s2vnet.data.volume_io import write_volume
 from s2vnet.evaluation.clicks import simulate_round
 from s2vnet.evaluation.evaluator import VolumeSegEvaluator
-from s2vnet.inference.volume import Click, VolumeInference
+from s2vnet.data.clicks import Click
+from s2vnet.inference.volume import VolumeInference
 from s2vnet.utils.visualize import save_montage
 
 MODES = {"automatic": (True, False), "interactive": (False, True), "both": (True, True)}
@@ -36,7 +37,7 @@ def run_case(engine: VolumeInference, prepared: PreparedVolume, rounds: int, rng
     for r in range(rounds):
         clicks = simulate_round(current, prepared.label, engine.num_classes, rng, prepared.spacing, round_index=r)
         if clicks:  # no error left: the volume stays as it is
-            state = engine.interactive_round(features, state, [Click(c["class"], *c["voxel"], c["positive"]) for c in clicks])
+            state = engine.interactive_round(features, state, [Click(c["class"], c["voxel"], "working", c["positive"]) for c in clicks])
             current = engine.labels(state.fused, features.image_hw, features.padded_hw)
         out["rounds"].append(current)
         out["clicks"].append(clicks)

@@ -140,13 +140,8 @@ class Predictor:
                 click = parse_click(click, self.class_names, frames, where)
             elif click.class_index >= len(self.class_names):
                 raise InputError(where, f"class index {click.class_index} >= {len(self.class_names)} classes")
-            out.append(frames.convert(click, "working") if click.frame != "working" else _checked(frames, click, where))
+            out.append(frames.convert(click, "working", where))
         return out
-
-
-def _checked(frames: ClickFrames, click: Click, where: str) -> Click:
-    frames.check_inside(click, where)
-    return click
 
 
 class InteractiveSession:

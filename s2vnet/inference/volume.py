@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from s2vnet.data.clicks import Click, click_tensors
 from s2vnet.modeling.interaction import ClickMemory
 from s2vnet.modeling.meta_arch import S2VNet, SliceFeatures
 
@@ -63,17 +64,6 @@ class VolumeFeatures:
     def slice(self, z: int, dtype: torch.dtype) -> SliceFeatures:
         """Features of slice ``z`` (batch of one) in the decoder's dtype."""
         return SliceFeatures(self.mask_features[z:z + 1].to(dtype), [f[z:z + 1].to(dtype) for f in self.multi_scale])
-
-
-@dataclass
-class Click:
-    """One click on the working grid: class index, slice, in-plane position (pixels), polarity."""
-
-    class_index: int
-    z: int
-    y: float
-    x: float
-    positive: bool = True
 
 
 def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
@@ -154,7 +144,7 @@ class VolumeInference:
             masks.append(mask_features.to(self.feature_dtype))
             levels.append([f.to(self.feature_dtype) for f in multi_scale])
         multi = [torch.cat([lv[i] for lv in levels]) for i in range(len(levels[0]))]
-        padded = tuple(s * 4 for s in masks[0].shape[-2:])
+        padded = self.model.padded_hw(masks[0])
         return VolumeFeatures(torch.cat(masks), multi, tuple(image.shape[1:]), padded)
 
     def _decoder_dtype(self) -> torch.dtype:
@@ -178,7 +168,7 @@ class VolumeInference:
         dtype = self._decoder_dtype()
         for z in _steps(order, desc, "slice", self.progress, report):
             outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
-            scores[:, z] = self.model.class_scores(outputs, (h, w))
+            scores[:, z] = self.model.class_scores(outputs)
         return scores, state.clicks
 
     def automatic(self, features: VolumeFeatures, report: ProgressFn | None = None) -> torch.Tensor:
@@ -191,7 +181,7 @@ class VolumeInference:
 
     def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click],
                           report: ProgressFn | None = None) -> InteractionState:
-        """One refinement round with ``clicks`` on any classes, fused into ``state``.
+        """One refinement round with ``clicks`` (``working`` frame) on any classes, fused into ``state``.
 
         The decoder runs forward from the first clicked slice to the end and backward from the last clicked
         slice to the start: the only slices a click's propagation can reach. Per clicked class, slices before
@@ -201,13 +191,13 @@ class VolumeInference:
         if not clicks:
             return state
         by_slice = group_clicks(clicks, features.mask_features.device)
-        lo_all, hi_all = min(c.z for c in clicks), max(c.z for c in clicks)
+        lo_all, hi_all = min(c.slice_index for c in clicks), max(c.slice_index for c in clicks)
         forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report)
         backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report)
         clicked = sorted({c.class_index for c in clicks})
         round_scores = state.fused.clone()
         for k in clicked:
-            zs = [c.z for c in clicks if c.class_index == k]
+            zs = [c.slice_index for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
             round_scores[k, :lo] = backward[k, :lo]
             round_scores[k, hi + 1:] = forward[k, hi + 1:]
@@ -218,8 +208,7 @@ class VolumeInference:
         """Fused scores ``(K, Z, h, w)`` -> uint8 labels ``(Z, Y, X)`` (0 = background, c + 1 = class c)."""
         out = np.zeros((scores.shape[1],) + tuple(image_hw), dtype=np.uint8)
         for z in range(scores.shape[1]):
-            full = F.interpolate(scores[:, z][None].float(), size=padded_hw, mode="bilinear", align_corners=False)[0]
-            out[z] = self.model.labels_from_scores(full[:, : image_hw[0], : image_hw[1]]).cpu().numpy()
+            out[z] = self.model.post_process(scores[:, z], padded_hw, image_hw)[1].cpu().numpy()
         return out
 
     def probabilities(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
@@ -253,11 +242,8 @@ def activation_mb_per_slice(model: S2VNet, slice_hw: tuple[int, int]) -> float:
 
 
 def group_clicks(clicks: Sequence[Click], device: torch.device | str) -> dict[int, dict]:
-    """Clicks by slice: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}``, the step's input."""
+    """``working``-frame clicks by slice: ``{z: click_tensors(clicks on z)}``, the step's input."""
     grouped: dict[int, list[Click]] = {}
     for click in clicks:
-        grouped.setdefault(int(click.z), []).append(click)
-    return {z: {"coords": torch.tensor([[c.y, c.x] for c in cs], dtype=torch.float32, device=device),
-                "classes": torch.tensor([c.class_index for c in cs], dtype=torch.long, device=device),
-                "positive": torch.tensor([c.positive for c in cs], dtype=torch.bool, device=device)}
-            for z, cs in grouped.items()}
+        grouped.setdefault(click.slice_index, []).append(click)
+    return {z: click_tensors(cs, device) for z, cs in grouped.items()}

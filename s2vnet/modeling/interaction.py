@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from s2vnet.modeling.transformer_decoder.kmeans_attention import MLP
+from s2vnet.modeling.mlp import MLP
 
 
 @dataclass

@@ -44,7 +44,7 @@ class S2VNet(nn.Module):
     def __init__(self, *, backbone: nn.Module, pixel_decoder: nn.Module, decoder: nn.Module, bank: CentroidBank,
                  aggregator: RecurrentAggregator | None, criterion: SetCriterion | None, num_classes: int,
                  pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...], propagation: bool = True,
-                 interaction: bool = True, foreground_threshold: float = 0.5) -> None:
+                 interaction: bool = True, foreground_threshold: float = 0.5, mask_stride: int = 4) -> None:
         """
         Args:
             backbone / pixel_decoder / decoder: the slice encoder and the per-slice centroid decoder.
@@ -55,6 +55,7 @@ class S2VNet(nn.Module):
             pixel_mean / pixel_std: normalisation of the [0, 255] input, one value per backbone channel.
             propagation: pass centroids between slices (Eq. 5-6); interaction: use clicks (Eq. 7).
             foreground_threshold: minimum fused class score for a pixel to be foreground.
+            mask_stride: stride of the pixel decoder's mask features (``PIXEL_DECODER.COMMON_STRIDE``).
         """
         super().__init__()
         self.backbone, self.pixel_decoder, self.decoder = backbone, pixel_decoder, decoder
@@ -62,6 +63,7 @@ class S2VNet(nn.Module):
         self.num_classes = num_classes
         self.propagation, self.interaction = propagation, interaction
         self.foreground_threshold = foreground_threshold
+        self.mask_stride = int(mask_stride)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
 
@@ -76,7 +78,7 @@ class S2VNet(nn.Module):
             "criterion": SetCriterion(cfg), "num_classes": s2v.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN), "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "propagation": s2v.PROPAGATION, "interaction": s2v.INTERACTION,
-            "foreground_threshold": s2v.FOREGROUND_THRESHOLD,
+            "foreground_threshold": s2v.FOREGROUND_THRESHOLD, "mask_stride": cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE,
         }
 
     @property
@@ -145,17 +147,31 @@ class S2VNet(nn.Module):
 
         Centroids whose arg-max class is not background are passed on (paper, 3.2).
         """
-        image_hw = image_hw or tuple(s * 4 for s in features[0].shape[-2:])
+        image_hw = image_hw or self.padded_hw(features[0])
         outputs, state = self.decode_slice(features, state, clicks, image_hw)
         keep = outputs["pred_logits"][0].argmax(-1) != self.num_classes
         return outputs, self.advance(state, outputs, keep)
 
-    def class_scores(self, outputs: dict, image_hw: tuple[int, int]) -> torch.Tensor:
-        """Per-class scores ``(K, H, W)``: max over centroids of class probability x mask probability."""
+    def padded_hw(self, mask_features: torch.Tensor) -> tuple[int, int]:
+        """The padded input size ``(H', W')`` of mask features ``(..., H'/stride, W'/stride)``."""
+        return tuple(int(s) * self.mask_stride for s in mask_features.shape[-2:])
+
+    def class_scores(self, outputs: dict) -> torch.Tensor:
+        """Per-class scores ``(K, h, w)`` at mask resolution: max over centroids of class x mask probability."""
         probs = outputs["pred_logits"][0].float().softmax(-1)[:, : self.num_classes]  # (N, K)
         masks = outputs["pred_masks"][0].float().sigmoid()  # (N, h, w)
-        scores = torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0)
-        return F.interpolate(scores[None], size=image_hw, mode="bilinear", align_corners=False)[0]
+        return torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0)
+
+    def post_process(self, scores: torch.Tensor, padded_hw: tuple[int, int],
+                     image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask-resolution scores ``(K, h, w)`` -> full-resolution scores ``(K, H, W)`` and labels ``(H, W)``.
+
+        The one post-processing of every evaluation path (clip forward and whole-volume engine): upsample to the
+        padded input, crop the padding, then :meth:`labels_from_scores`.
+        """
+        full = F.interpolate(scores[None].float(), size=padded_hw, mode="bilinear", align_corners=False)[0]
+        full = full[:, : image_hw[0], : image_hw[1]]
+        return full, self.labels_from_scores(full)
 
     def labels_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
         """``(K, H, W)`` scores -> ``(H, W)`` labels, 0 = background, c + 1 = class c."""
@@ -205,9 +221,8 @@ class S2VNet(nn.Module):
         for t, piece in enumerate(clip["slices"]):
             hw = tuple(piece["image"].shape[-2:])
             outputs, state = self.step(features.select(self._slice_index(batched, b, t)), state, piece.get("clicks"), hw)
-            padded = tuple(s * 4 for s in outputs["pred_masks"].shape[-2:])
-            scores = self.class_scores(outputs, padded)[:, : hw[0], : hw[1]]
-            results.append({"scores": scores, "labels": self.labels_from_scores(scores)})
+            scores, labels = self.post_process(self.class_scores(outputs), self.padded_hw(outputs["pred_masks"]), hw)
+            results.append({"scores": scores, "labels": labels})
         return results
 
 

@@ -48,7 +48,7 @@ from s2vnet.data.normalization import canonical_modality
 from s2vnet.data.preprocess import prepare_loaded
 from s2vnet.data.volume_io import read_volume, write_volume
 from s2vnet.errors import InputError
-from s2vnet.predict import Predictor
+from s2vnet.inference.api import Predictor
 from s2vnet.serve.guard import GuardMiddleware, error_handlers
 from s2vnet.serve.paths import list_scans, resolve_in_root
 from s2vnet.serve.render import PRESETS, hex_colors, overlay_rgb, png_bytes, window_slice

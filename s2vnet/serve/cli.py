@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import uvicorn
 
-    from s2vnet.predict import Predictor
+    from s2vnet.inference.api import Predictor
     from s2vnet.serve.app import LOOPBACK_HOSTS, create_app
 
     _check_port_free(args.host, args.port)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from s2vnet.data.volume_io import SINGLE_FILE_SUFFIXES
 from s2vnet.errors import InputError
 
 __all__ = ["SCAN_SUFFIXES", "resolve_in_root", "list_scans", "check_single_file_format"]
 
 # Suffixes opened from the data root (and, except .mha, accepted as uploads).
-SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+SCAN_SUFFIXES = SINGLE_FILE_SUFFIXES  # detached-header formats could point at data outside the root
 _DETACHED = (".mhd", ".nhdr", ".hdr", ".img", ".raw")
 
 

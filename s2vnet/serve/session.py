@@ -2,8 +2,8 @@
 
 The viewer shows every scan in one display orientation, whatever its stored axes: LPS, i.e. slices from
 inferior to superior, rows from anterior to posterior, columns from the patient's right to left (the
-radiological convention). Display indices ``(slice, row, col)`` map exactly (axis permutation and flips) to
-the stored voxel ``[i, j, k]`` that :class:`s2vnet.predict.InteractiveSession` takes.
+radiological convention). Display indices ``(slice, row, col)`` are the ``display`` frame of
+:mod:`s2vnet.data.clicks`; they map exactly (axis permutation and flips) to the stored voxel ``[i, j, k]``.
 """
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from typing import Callable
 
 import numpy as np
 
-from s2vnet.data.orientation import Reorientation, reorientation_for
+from s2vnet.data.clicks import Click, ClickFrames, parse_click
+from s2vnet.data.orientation import reorientation_for
 from s2vnet.data.preprocess import PreparedVolume
 from s2vnet.data.volume_io import Volume
 from s2vnet.errors import InputError
-from s2vnet.predict import InteractiveSession, Predictor
+from s2vnet.inference.api import InteractiveSession, Predictor
 from s2vnet.serve.render import auto_window
 
-__all__ = ["IDLE_PROGRESS", "ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented",
-           "display_to_voxel", "voxel_to_display"]
+__all__ = ["IDLE_PROGRESS", "ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented"]
 
 
 # What ``/progress`` reports while no step runs.
@@ -48,20 +48,6 @@ class NotSegmented(RuntimeError):
     """Labels were asked for before the automatic segmentation ran."""
 
 
-def display_to_voxel(reorient: Reorientation, stored_shape: tuple[int, int, int], display: tuple[int, int, int]) -> list[int]:
-    """Display index ``(slice, row, col)`` -> stored SimpleITK index ``[i, j, k]``."""
-    stored = [0, 0, 0]
-    for value, source, flip in zip(display, reorient.perm, reorient.flip):
-        stored[source] = stored_shape[source] - 1 - value if flip else value
-    return [stored[2], stored[1], stored[0]]
-
-
-def voxel_to_display(reorient: Reorientation, stored_shape: tuple[int, int, int], voxel: list[int]) -> list[int]:
-    """Stored SimpleITK index ``[i, j, k]`` -> display index ``(slice, row, col)``."""
-    zyx = [voxel[2], voxel[1], voxel[0]]
-    return [stored_shape[p] - 1 - zyx[p] if f else zyx[p] for p, f in zip(reorient.perm, reorient.flip)]
-
-
 class ViewerSession:
     """A scan, its display volume, and (after the automatic run) its interactive state and labels."""
 
@@ -71,6 +57,7 @@ class ViewerSession:
         self.geometry = prepared.geometry
         self.prepared = prepared
         self.display = reorientation_for(self.geometry.direction, "LPS", name)
+        self.frames = ClickFrames.of(prepared, display=self.display)
         self.image = self.display.apply(volume.array)  # (slices, rows, cols), a view of the stored voxels
         self.spacing = self.display.spacing(self.geometry.spacing)
         self.auto_window = auto_window(volume.array)
@@ -106,39 +93,16 @@ class ViewerSession:
         self._refresh(started, self.interactive.labels)
 
     def add_clicks(self, predictor: Predictor, clicks: list) -> None:
-        """One refinement round; each click has ``class``, ``positive`` and ``display`` or ``voxel``."""
+        """One refinement round; each click has ``class``, ``positive`` and ``display``, ``voxel`` or ``point``."""
         if not isinstance(clicks, list) or not clicks:
             raise InputError("clicks", "expected a non-empty JSON list under 'clicks'")
-        user, shown = zip(*(self._user_click(predictor, c) for c in clicks))
+        parsed = [parse_click(c, predictor.class_names, self.frames, f"clicks (click {i + 1})") for i, c in enumerate(clicks)]
         self.run_auto(predictor)
         started = time.perf_counter()
-        labels = self.interactive.add_clicks(list(user), source="clicks", report=self._report)
-        self.round_clicks.append(list(shown))
+        stored = [self.frames.convert(c, "ijk") for c in parsed]  # the session knows no display frame
+        labels = self.interactive.add_clicks(stored, source="clicks", report=self._report)
+        self.round_clicks.append([self.frames.convert(c, "display").to_json() for c in parsed])
         self._refresh(started, labels)
-
-    def _user_click(self, predictor: Predictor, click) -> tuple[dict, dict]:
-        """A request click -> (the predict API's click with a stored voxel, the click in display indices)."""
-        if not isinstance(click, dict) or "class" not in click or ("display" in click) == ("voxel" in click):
-            raise InputError("clicks", f"click {click!r} needs 'class' and exactly one of 'display' or 'voxel'")
-        class_id = predictor.class_index(click["class"], "clicks") + 1
-        positive = click.get("positive", True)
-        if not isinstance(positive, bool):
-            raise InputError("clicks", f"click {click!r}: 'positive' must be true or false")
-        is_display = "display" in click
-        given = self._checked_index(click["display"] if is_display else click["voxel"], click, is_display)
-        shape = self.geometry.shape
-        voxel = display_to_voxel(self.display, shape, given) if is_display else given
-        shown = given if is_display else voxel_to_display(self.display, shape, voxel)
-        return {"class": class_id, "positive": positive, "voxel": voxel}, {"class": class_id, "positive": positive, "display": shown}
-
-    def _checked_index(self, value, click: dict, is_display: bool) -> list[int]:
-        extent = list(self.image.shape) if is_display else list(reversed(self.geometry.shape))
-        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise InputError("clicks", f"click {click!r}: the position must be three integers")
-        if not all(0 <= v < n for v, n in zip(value, extent)):
-            raise InputError("clicks", f"click {click!r} lies outside the volume (size {extent})")
-        return list(value)
 
     def undo(self) -> None:
         """Drop the latest click round."""

@@ -90,17 +90,3 @@ class FFNLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x + self.dropout(self.net(x)))
-
-
-class MLP(nn.Module):
-    """``num_layers`` linear layers with ReLU between them."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x

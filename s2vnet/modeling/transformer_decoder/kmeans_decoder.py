@@ -7,7 +7,8 @@ from torch import nn
 
 from s2vnet.modeling.position_encoding import PositionEmbeddingSine
 from s2vnet.modeling.transformer_decoder.build import TRANSFORMER_DECODER_REGISTRY
-from s2vnet.modeling.transformer_decoder.kmeans_attention import MLP, FFNLayer, KMeansCrossAttention, SelfAttentionLayer
+from s2vnet.modeling.mlp import MLP
+from s2vnet.modeling.transformer_decoder.kmeans_attention import FFNLayer, KMeansCrossAttention, SelfAttentionLayer
 
 NUM_LEVELS = 3
 
