@@ -75,6 +75,15 @@ class Click:
     x: float
     positive: bool = True
 
+    # the fields of s2vnet.data.clicks.Click (working frame) that the engine reads, so it takes either type
+    @property
+    def slice_index(self) -> int:
+        return int(self.z)
+
+    @property
+    def position(self) -> tuple[float, float, float]:
+        return (self.z, self.y, self.x)
+
 
 def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
     return torch.maximum(fused, new)
@@ -201,13 +210,13 @@ class VolumeInference:
         if not clicks:
             return state
         by_slice = group_clicks(clicks, features.mask_features.device)
-        lo_all, hi_all = min(c.z for c in clicks), max(c.z for c in clicks)
+        lo_all, hi_all = min(c.slice_index for c in clicks), max(c.slice_index for c in clicks)
         forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report)
         backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report)
         clicked = sorted({c.class_index for c in clicks})
         round_scores = state.fused.clone()
         for k in clicked:
-            zs = [c.z for c in clicks if c.class_index == k]
+            zs = [c.slice_index for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
             round_scores[k, :lo] = backward[k, :lo]
             round_scores[k, hi + 1:] = forward[k, hi + 1:]
@@ -256,8 +265,8 @@ def group_clicks(clicks: Sequence[Click], device: torch.device | str) -> dict[in
     """Clicks by slice: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}``, the step's input."""
     grouped: dict[int, list[Click]] = {}
     for click in clicks:
-        grouped.setdefault(int(click.z), []).append(click)
-    return {z: {"coords": torch.tensor([[c.y, c.x] for c in cs], dtype=torch.float32, device=device),
+        grouped.setdefault(click.slice_index, []).append(click)
+    return {z: {"coords": torch.tensor([[c.position[1], c.position[2]] for c in cs], dtype=torch.float32, device=device),
                 "classes": torch.tensor([c.class_index for c in cs], dtype=torch.long, device=device),
                 "positive": torch.tensor([c.positive for c in cs], dtype=torch.bool, device=device)}
             for z, cs in grouped.items()}
