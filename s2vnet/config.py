@@ -159,8 +159,12 @@ def _add_test(test: CN) -> None:
     test.ENCODE_BUDGET_MB = 0
     # Evaluation mode of --eval-only: "automatic", "interactive" or "both".
     test.MODE = "both"
-    # Rounds of simulated clicks (one click per class per round) in interactive evaluation (paper: up to 15).
+    # Rounds of simulated clicks (one click per class per round) of the "paper" protocol (paper: up to 15).
     test.ROUNDS = 15
+    # Click protocols of interactive evaluation, each run from the automatic result and reported apart
+    # (s2vnet/evaluation/protocols.py): "paper" (ROUNDS rounds, NoC@85/90) and "cvpr25" (CVPR 2025 challenge:
+    # 5 steps, DSC_AUC / NSD_AUC, final DSC / NSD). A list; in YAML or on the command line write ['cvpr25'].
+    test.PROTOCOL = ["paper", "cvpr25"]
     # NoC@85 / NoC@90 are capped at this many clicks when the DSC target is never reached (paper: 20).
     test.NOC_CAP = 20
     # Normalised surface Dice tolerance in mm: one value for all classes, or one per class.

@@ -1,10 +1,21 @@
-"""The interactive-evaluation click protocol: known answers, 6-connectivity, determinism, NoC."""
+"""The interactive-evaluation click protocols: known answers, connectivity, signs, determinism, NoC, AUC."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from s2vnet.evaluation.clicks import first_click, next_click, noc, simulate_round
+from s2vnet.data.clicks import Click
+from s2vnet.evaluation.clicks import challenge_click, challenge_round, first_click, next_click, noc, simulate_round
+from s2vnet.evaluation.metrics import per_class_metrics
+from s2vnet.evaluation.protocols import (
+    CLICK_PROTOCOLS,
+    challenge_case_scores,
+    challenge_nsd,
+    challenge_scores,
+    protocols_named,
+    trapezoid_auc,
+)
+from s2vnet.errors import InputError
 
 
 def _box(shape, start, size) -> np.ndarray:
@@ -143,31 +154,32 @@ def _labels():
 
 def test_round_zero_clicks_once_per_class_present_in_gt():
     pred, gt = _labels()
-    clicks = simulate_round(pred, gt, num_classes=5, rng=_rng(), spacing=(2.0, 1.0, 1.0))
-    assert [c["class"] for c in clicks] == [0, 1, 3]
-    assert all(c["positive"] is True for c in clicks)
+    clicks = simulate_round(pred, gt, num_classes=5, rng=_rng(), spacing=(2.0, 1.0, 1.0), frame="working")
+    assert [c.class_index for c in clicks] == [0, 1, 3]
+    assert all(c.positive is True and c.frame == "working" for c in clicks)
     rng = _rng()
     for c in clicks:
-        assert c["voxel"] == first_click(gt == c["class"] + 1, rng, spacing=(2.0, 1.0, 1.0))
-        assert all(type(v) is int for v in c["voxel"])
+        assert c.position == first_click(gt == c.class_index + 1, rng, spacing=(2.0, 1.0, 1.0))
+        assert all(type(v) is int for v in c.position)
 
 
 def test_later_rounds_correct_each_class_with_errors():
     pred, gt = _labels()
-    clicks = simulate_round(pred, gt, num_classes=5, rng=_rng(3), round_index=1)
-    assert [(c["class"], c["positive"]) for c in clicks] == [(0, True), (1, False), (2, False)]
+    clicks = simulate_round(pred, gt, num_classes=5, rng=_rng(3), round_index=1, frame="zyx")
+    assert [(c.class_index, c.positive) for c in clicks] == [(0, True), (1, False), (2, False)]
+    assert {c.frame for c in clicks} == {"zyx"}
     rng = _rng(3)
     for c in clicks:
-        z, y, x, positive = next_click(pred == c["class"] + 1, gt == c["class"] + 1, rng)
-        assert c["voxel"] == (z, y, x) and c["positive"] == positive
+        z, y, x, positive = next_click(pred == c.class_index + 1, gt == c.class_index + 1, rng)
+        assert c.position == (z, y, x) and c.positive == positive
 
 
 def test_rounds_are_deterministic_for_a_seed():
     pred, gt = _labels()
     for round_index in (0, 1, 2):
-        a = simulate_round(pred, gt, 5, _rng(11), spacing=(2.5, 0.8, 0.8), round_index=round_index)
-        b = simulate_round(pred, gt, 5, _rng(11), spacing=(2.5, 0.8, 0.8), round_index=round_index)
-        assert a == b
+        a = simulate_round(pred, gt, 5, _rng(11), spacing=(2.5, 0.8, 0.8), round_index=round_index, frame="working")
+        b = simulate_round(pred, gt, 5, _rng(11), spacing=(2.5, 0.8, 0.8), round_index=round_index, frame="working")
+        assert a == b and len(a) == 3
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,3 +205,171 @@ def test_noc(scores, threshold, cap, expected):
 def test_noc_refuses_a_cap_below_one():
     with pytest.raises(ValueError):
         noc([0.9], 0.85, cap=0)
+
+
+# ------------------------------------------------------------------------------------------
+# CVPR 2025 challenge protocol: placement
+# ------------------------------------------------------------------------------------------
+
+
+def test_challenge_components_are_26_connected():
+    gt = np.zeros((20, 20, 20), dtype=bool)
+    # two 27-voxel missed cubes touching at one corner only: one 54-voxel component with 26-connectivity
+    gt |= _box(gt.shape, (2, 2, 2), (3, 3, 3)) | _box(gt.shape, (5, 5, 5), (3, 3, 3))
+    pred = _box(gt.shape, (12, 12, 10), (2, 4, 5))  # a 40-voxel false positive: larger than either cube
+    assert next_click(pred, gt, _rng())[3] is False  # the paper's 6-connected protocol clicks the 40 voxels
+    clicks = {challenge_click(pred, gt, _rng(seed)) for seed in range(16)}
+    # both cube centres are 2 voxels from the component's outside: the seed picks one of them
+    assert clicks == {(3, 3, 3, True), (6, 6, 6, True)}
+
+
+def test_challenge_click_sign_is_the_ground_truth_at_the_distance_maximum():
+    shape = (16, 40, 40)
+    layer = _box(shape, (2, 2, 2), (2, 36, 36))  # 2592 voxels, at most 1 voxel from the outside
+    block = _box(shape, (4, 15, 15), (7, 7, 7))  # 343 voxels on top of the layer: one error component
+    # paper: the larger (false negative) kind wins; challenge: the component's distance maximum is in the block
+    assert next_click(block, layer, _rng())[3] is True
+    for seed in range(6):
+        z, y, x, positive = challenge_click(block, layer, _rng(seed))
+        assert positive is False and (y, x) == (18, 18) and 4 <= z <= 7 and block[z, y, x]
+        z, y, x, positive = challenge_click(layer, block, _rng(seed))  # the same error as a missed block
+        assert positive is True and (y, x) == (18, 18) and 4 <= z <= 7
+
+
+def test_challenge_click_goes_to_the_distance_transform_maximum():
+    gt = _box((20, 30, 30), (5, 4, 4), (9, 9, 9))  # thick block, centre (9, 8, 8): 5 voxels from outside
+    gt |= _box(gt.shape, (8, 13, 6), (3, 15, 3))  # thin arm along y, longer than the block is wide
+    pred = np.zeros_like(gt)
+    pred[9, 8, 8] = True  # a hole in the error at the centre moves the maximum off it
+    z, y, x, positive = challenge_click(np.zeros_like(gt), gt, _rng())
+    assert (z, y, x, positive) == (9, 8, 8, True)
+    z, y, x, positive = challenge_click(pred, gt, _rng())
+    assert positive is True and gt[z, y, x] and not pred[z, y, x] and (z, y, x) != (9, 8, 8)
+    assert 5 <= z <= 13 and 4 <= y <= 12 and 4 <= x <= 12  # still in the block, not the arm
+
+
+def test_challenge_ties_are_broken_by_the_seed_and_are_reproducible():
+    gt = _box((12, 12, 12), (1, 1, 1), (10, 10, 10))
+    pred = gt.copy()
+    pred[2:6, 2:6, 2:6] = False  # two equal 4^3 missed cubes: ties in size and in distance
+    pred[6:10, 6:10, 6:10] = False
+    clicks = [challenge_click(pred, gt, _rng(seed)) for seed in range(24)]
+    assert clicks == [challenge_click(pred, gt, _rng(seed)) for seed in range(24)]
+    assert all(c[3] is True and gt[c[:3]] and not pred[c[:3]] for c in clicks)
+    assert {c[0] < 6 for c in clicks} == {True, False} and len(set(clicks)) > 4
+
+
+def test_no_error_no_challenge_click_and_no_draw():
+    gt = _box((8, 8, 8), (2, 2, 2), (3, 3, 3))
+    rng = _rng(5)
+    state = rng.bit_generator.state
+    assert challenge_click(gt.copy(), gt, rng) is None
+    assert rng.bit_generator.state == state
+
+
+def test_challenge_round_corrects_the_prediction_of_every_class_in_the_ground_truth():
+    pred, gt = _labels()
+    clicks = challenge_round(pred, gt, 5, _rng(4), frame="working")
+    # class 2 is only predicted (not in the ground truth: the challenge does not click it); class 3 is perfect
+    assert [(c.class_index, c.positive, c.frame) for c in clicks] == [(0, True, "working"), (1, False, "working")]
+    rng = _rng(4)
+    for c in clicks:
+        z, y, x, positive = challenge_click(pred == c.class_index + 1, gt == c.class_index + 1, rng)
+        assert c == Click(c.class_index, (z, y, x), "working", positive)
+        assert all(type(v) is int for v in c.position)
+    assert clicks == challenge_round(pred, gt, 5, _rng(4), frame="working")
+
+
+# ------------------------------------------------------------------------------------------
+# CVPR 2025 challenge protocol: scores
+# ------------------------------------------------------------------------------------------
+
+
+def test_auc_is_the_trapezoid_over_the_steps():
+    # (0.5 + 0.6) / 2 + (0.6 + 0.8) / 2 + (0.8 + 0.9) / 2 + (0.9 + 0.9) / 2 = 0.55 + 0.7 + 0.85 + 0.9
+    assert trapezoid_auc([0.5, 0.6, 0.8, 0.9, 0.9]) == pytest.approx(3.0)
+    assert trapezoid_auc([1.0] * 5) == pytest.approx(4.0) and trapezoid_auc([0.0] * 5) == 0.0
+    assert trapezoid_auc([0.2, 0.4]) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        trapezoid_auc([0.7])
+
+
+def test_nsd_counts_zero_where_dsc_is_at_most_0_2():
+    assert challenge_nsd(0.2, 0.9) == 0.0
+    assert challenge_nsd(0.0, 1.0) == 0.0
+    assert challenge_nsd(0.2001, 0.9) == 0.9
+
+
+def _rows(case, step, scores):
+    return [{"case": case, "class": name, "clicks": step, "dice": d, "nsd": n, "gt_voxels": g}
+            for name, (d, n, g) in scores.items()]
+
+
+def test_case_scores_are_class_means_with_the_nsd_rule_on_the_case_dsc():
+    rows = []
+    # class "c" is absent from the ground truth: skipped; step 1 mean DSC 0.2 -> NSD 0 (not 0.6)
+    rows += _rows("a", 1, {"a": (0.1, 0.4, 9), "b": (0.3, 0.8, 9), "c": (0.0, 0.0, 0)})
+    rows += _rows("a", 2, {"a": (0.1, 0.4, 9), "b": (0.5, 0.8, 9), "c": (1.0, 1.0, 0)})  # mean 0.3: NSD 0.6 kept
+    rows += _rows("a", 3, {"a": (0.9, 1.0, 9), "b": (0.9, 0.9, 9), "c": (1.0, 1.0, 0)})
+    scores = challenge_case_scores(rows)
+    assert scores["dsc"] == pytest.approx([0.2, 0.3, 0.9]) and scores["nsd"] == pytest.approx([0.0, 0.6, 0.95])
+    assert scores["dsc_auc"] == pytest.approx((0.2 + 0.3) / 2 + (0.3 + 0.9) / 2)
+    assert scores["nsd_auc"] == pytest.approx((0.0 + 0.6) / 2 + (0.6 + 0.95) / 2)
+    assert (scores["final_dsc"], scores["final_nsd"]) == pytest.approx((0.9, 0.95))
+
+
+def test_dataset_scores_are_means_over_cases():
+    rows = []
+    for step, (da, db) in enumerate([(0.5, 0.1), (0.6, 0.3), (0.8, 0.5), (0.9, 0.7), (0.9, 0.9)], start=1):
+        rows += _rows("a", step, {"x": (da, 1.0, 5)}) + _rows("b", step, {"x": (db, 1.0, 5)})
+    rows += _rows("empty", 1, {"x": (1.0, 1.0, 0)})  # no class in its ground truth: no scores
+    scores = challenge_scores(rows, noc_cap=20)
+    assert set(scores["per_case"]) == {"a", "b"}
+    assert scores["per_case"]["a"]["dsc_auc"] == pytest.approx(3.0)
+    assert scores["per_case"]["b"]["dsc_auc"] == pytest.approx(0.2 + 0.4 + 0.6 + 0.8)
+    assert scores["per_case"]["b"]["nsd"] == [0.0, 1.0, 1.0, 1.0, 1.0]  # step 1: DSC 0.1
+    assert scores["dsc_auc"] == pytest.approx((3.0 + 2.0) / 2) and scores["final_dsc"] == pytest.approx(0.9)
+    assert scores["nsd_auc"] == pytest.approx((4.0 + 3.5) / 2) and scores["per_step"]["dsc"][0] == pytest.approx(0.3)
+
+
+def test_nsd_rule_on_hand_made_volumes():
+    gt = np.zeros((8, 12, 12), dtype=np.uint8)
+    gt[3, 2:10, 2:10] = 1  # a one-slice plate
+    shifted = np.roll(gt, 1, axis=0)  # no overlap (DSC 0) but every surface within 1 mm
+    steps = [shifted, gt]
+    rows = []
+    for step, pred in enumerate(steps, start=1):
+        metrics = per_class_metrics(pred, gt, (1.0, 1.0, 1.0), 1, 2.0)
+        rows += [{"case": "plate", "clicks": step, **m} for m in metrics]
+    assert rows[0]["dice"] == 0.0 and rows[0]["nsd"] == pytest.approx(1.0)
+    scores = challenge_case_scores(rows)
+    assert scores["nsd"] == [0.0, 1.0] and scores["dsc"] == [0.0, 1.0]
+    assert scores["nsd_auc"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# the registry
+# ------------------------------------------------------------------------------------------
+
+
+def test_protocol_registry():
+    assert CLICK_PROTOCOLS["cvpr25"].num_rounds(15) == 5 and CLICK_PROTOCOLS["paper"].num_rounds(15) == 15
+    assert CLICK_PROTOCOLS["cvpr25"].nsd_tolerance_mm == 2.0
+    assert [p.name for p in protocols_named("cvpr25")] == ["cvpr25"]
+    assert [p.name for p in protocols_named(["cvpr25", "paper"])] == ["cvpr25", "paper"]
+    for bad in (["paper", "nope"], [], ["paper", "paper"]):
+        with pytest.raises(InputError, match="TEST.S2VNET.PROTOCOL"):
+            protocols_named(bad)
+
+
+def test_every_protocol_places_working_frame_clicks_on_the_current_errors():
+    pred, gt = _labels()
+    for protocol in CLICK_PROTOCOLS.values():
+        for round_index in (0, 1):
+            clicks = protocol.place(pred, gt, 5, _rng(1), (2.0, 1.0, 1.0), round_index, frame="working")
+            assert clicks and all(isinstance(c, Click) and c.frame == "working" for c in clicks)
+            for c in clicks:
+                on_class = gt[c.position] == c.class_index + 1
+                assert on_class == c.positive
+                if round_index > 0 or protocol.name == "cvpr25":  # corrective: at an error of the class
+                    assert (pred[c.position] == c.class_index + 1) != on_class

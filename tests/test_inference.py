@@ -118,7 +118,7 @@ def test_evaluator_with_stand_in_predictions(tmp_path):
         shifted[1:] = label[:-1]  # one slice (2 mm) off along z
         evaluator = VolumeSegEvaluator(name, tmp_path / "eval", tolerance_mm=1.0, noc_cap=20)
         evaluator.reset()
-        evaluator.process([record], [{"automatic": shifted, "rounds": [shifted, label]}])
+        evaluator.process([record], [{"automatic": shifted, "protocols": {"paper": [shifted, label]}}])
         results = evaluator.evaluate()["volume_seg"]
         expected = per_class_metrics(shifted, label, (2.0, 1.0, 1.0), 2, 1.0)
         assert results["auto_dice"] == pytest.approx(np.mean([r["dice"] for r in expected])) and results["auto_dice"] < 1
@@ -127,9 +127,9 @@ def test_evaluator_with_stand_in_predictions(tmp_path):
         expected_noc = np.mean([1 if d >= 0.9 else 2 for d in _dice_per_class(shifted, label)])
         assert results["noc90"] == pytest.approx(expected_noc)
         summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-        assert summary["interactive"]["clicks"] == [1, 2]
+        assert summary["interactive"]["paper"]["clicks"] == [1, 2]
         rows = (tmp_path / "eval" / "per_case.csv").read_text().splitlines()
-        assert rows[0].startswith("case,class,stage,clicks,dice") and len(rows) == 1 + 3 * 2
+        assert rows[0].startswith("case,class,stage,protocol,clicks,dice") and len(rows) == 1 + 3 * 2
         assert (tmp_path / "eval" / "dice_vs_clicks.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         registry.close()

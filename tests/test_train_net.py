@@ -62,8 +62,10 @@ def test_training_ends_with_evaluation_and_eval_only_reproduces_it(tmp_path, dem
     assert trained.returncode == 0, trained.stderr[-3000:]
     folder = tmp_path / "out" / "inference" / "demo_ct_test"
     after_training = json.loads((folder / "metrics.json").read_text())
-    assert {"automatic", "interactive"} <= set(after_training) and after_training["interactive"]["clicks"] == [1, 2]
-    for name in ("per_case.csv", "dice_vs_clicks.png", "example_ct_dicom_automatic.nii.gz", "example_ct_dicom_clicks2.nii.gz",
+    assert {"automatic", "interactive"} <= set(after_training) and after_training["interactive"]["paper"]["clicks"] == [1, 2]
+    assert after_training["interactive"]["cvpr25"]["clicks"] == [1, 2, 3, 4, 5]
+    for name in ("per_case.csv", "dice_vs_clicks.png", "example_ct_dicom_automatic.nii.gz", "example_ct_dicom_paper_clicks2.nii.gz",
+                 "example_ct_dicom_cvpr25_clicks5.nii.gz",
                  "example_ct_dicom_montage.png"):
         assert (folder / name).exists(), name
     (folder / "metrics.json").unlink()

@@ -1,11 +1,14 @@
-"""The simulated-user click protocol for interactive evaluation, deterministic for a seed.
+"""Simulated-user click placement for interactive evaluation, deterministic for a seed.
 
 Conventions: masks are numpy arrays ``(z, y, x)`` read as bool (non-zero = object), label volumes hold
 ``c + 1`` for class ``c``; ``spacing`` is the voxel size in mm in the same ``(z, y, x)`` order, or None
-for voxel units. A click is a voxel ``(z, y, x)`` of Python ints.
+for voxel units. The single-mask functions return voxels ``(z, y, x)`` of Python ints; the per-round
+functions return :class:`~s2vnet.data.clicks.Click` objects in the ``frame`` the caller names (the
+grid its arrays are on: the evaluation runner simulates on the network's ``working`` grid).
+:mod:`s2vnet.evaluation.protocols` registers the two protocols built from these functions.
 
-Protocol
---------
+Paper protocol (:func:`simulate_round`)
+---------------------------------------
 * Round 0, per class present in the ground truth: :func:`first_click`, a positive click at the
   voxel farthest from the object's boundary (Euclidean distance transform; the volume border
   counts as background, so an object cut by the volume is centred on its visible part).
@@ -17,6 +20,17 @@ Protocol
   and so that a component is never a mix of false negatives and false positives). The largest
   component by voxel count is clicked at its distance-transform maximum: positive for a false
   negative component, negative for a false positive one. No error: no click.
+
+CVPR 2025 challenge protocol (:func:`challenge_round`)
+-----------------------------------------------------
+The click simulation of the CVPR 2025 "Foundation Models for Interactive 3D Biomedical Image
+Segmentation" challenge (``CVPR25_iter_eval.py``), every step including the first: per class present in
+the ground truth, the error is ``(pred == class) != (gt == class)`` (false negatives and false positives
+together), cut into **26-connected** components; the largest is clicked at its distance-transform
+maximum (in voxel units, as the challenge's script), positive if the ground truth there is the class
+and negative otherwise (:func:`challenge_click`). A class without error gets no click. Where the
+challenge takes the first of equally large components (``np.argmax``) and a seeded uniform choice among
+equal distances, both ties are drawn here from the caller's generator.
 
 Ties (equal component sizes, equal distances) are broken by one ``rng.integers`` draw among the
 tied candidates in C (raster) order; every decision draws once even without a tie, so the
@@ -34,15 +48,19 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from s2vnet.data.clicks import Click
 from s2vnet.evaluation.metrics import check_labels, class_boxes, crop_padded, union_box
 
 Voxel = tuple[int, int, int]
 
-# Face (6-) connectivity for error components: ndimage.generate_binary_structure(3, 1).
+# Face (6-) connectivity for the paper protocol's error components: ndimage.generate_binary_structure(3, 1).
 ERROR_CONNECTIVITY = 1
+# Full (26-) connectivity for the CVPR 2025 challenge's error components (cc3d connectivity=26).
+CHALLENGE_CONNECTIVITY = 3
 _DISTANCE_TIE_MM = 1e-9
 
-__all__ = ["first_click", "next_click", "simulate_round", "noc", "ERROR_CONNECTIVITY"]
+__all__ = ["first_click", "next_click", "simulate_round", "challenge_click", "challenge_round", "noc",
+           "ERROR_CONNECTIVITY", "CHALLENGE_CONNECTIVITY"]
 
 
 def _as_mask(array: np.ndarray, name: str) -> np.ndarray:
@@ -101,6 +119,29 @@ def first_click(gt_mask: np.ndarray, rng: np.random.Generator, spacing: Sequence
     return interior_click(_as_mask(gt_mask, "gt_mask"), rng, spacing)
 
 
+def components(mask: np.ndarray, connectivity: int) -> list[tuple[np.ndarray, int, int]]:
+    """The connected components of a bool mask ``(z, y, x)``, in ``ndimage.label`` (raster) order.
+
+    Args:
+        mask: bool ``(z, y, x)``.
+        connectivity: 1 (6-, face), 2 (18-) or 3 (26-connectivity), as ``generate_binary_structure``.
+
+    Returns:
+        ``[(labels, label, size), ...]``: the shared int label volume ``(z, y, x)``, the component's label
+        and its voxel count.
+    """
+    labels, count = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, connectivity))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    return [(labels, label, int(sizes[label])) for label in range(1, count + 1)]
+
+
+def _largest(candidates: Sequence[tuple[np.ndarray, int, int]], rng: np.random.Generator) -> int:
+    """Index of the largest of ``components`` entries; ties broken by one ``rng`` draw in list order."""
+    sizes = np.array([size for _, _, size in candidates])
+    tied = np.flatnonzero(sizes == sizes.max())
+    return int(tied[_draw(rng, len(tied))])
+
+
 def largest_error_component(
     pred_mask: np.ndarray, gt_mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, bool] | None:
@@ -115,20 +156,13 @@ def largest_error_component(
         false negative (under-segmentation) component; None when the masks agree. Candidates are
         ordered false negative components first, each kind in ``ndimage.label`` (raster) order.
     """
-    structure = ndimage.generate_binary_structure(3, ERROR_CONNECTIVITY)
-    candidates: list[tuple[np.ndarray, int, bool]] = []
-    sizes: list[int] = []
-    for error, positive in ((gt_mask & ~pred_mask, True), (pred_mask & ~gt_mask, False)):
-        labels, count = ndimage.label(error, structure=structure)
-        counts = np.bincount(labels.ravel(), minlength=count + 1)
-        for label in range(1, count + 1):
-            candidates.append((labels, label, positive))
-            sizes.append(int(counts[label]))
+    missed = components(gt_mask & ~pred_mask, ERROR_CONNECTIVITY)
+    candidates = missed + components(pred_mask & ~gt_mask, ERROR_CONNECTIVITY)
     if not candidates:
         return None
-    tied = np.flatnonzero(np.asarray(sizes) == max(sizes))
-    labels, label, positive = candidates[int(tied[_draw(rng, len(tied))])]
-    return labels == label, positive
+    pick = _largest(candidates, rng)
+    labels, label, _ = candidates[pick]
+    return labels == label, pick < len(missed)
 
 
 def next_click(
@@ -168,8 +202,10 @@ def simulate_round(
     rng: np.random.Generator,
     spacing: Sequence[float] | None = None,
     round_index: int = 0,
-) -> list[dict]:
-    """One click per class for one interaction round.
+    *,
+    frame: str,
+) -> list[Click]:
+    """The paper protocol's clicks of one interaction round, at most one per class.
 
     Args:
         pred_labels: integer ``(z, y, x)`` current prediction (ignored in round 0), label ``c + 1`` = class ``c``.
@@ -179,9 +215,10 @@ def simulate_round(
         spacing: ``(z, y, x)`` in mm, or None for voxel units.
         round_index: 0 for the first round (a :func:`first_click` per class present in ``gt_labels``);
             later rounds give a :func:`next_click` per class present in either volume and with errors.
+        frame: the click frame of the arrays' grid (e.g. ``"working"``); positions are its ``(z, y, x)`` voxels.
 
     Returns:
-        ``[{"class": c, "voxel": (z, y, x), "positive": bool}, ...]`` in class order, at most one per class.
+        :class:`Click` objects in class order, positions ``(z, y, x)`` as ints.
     """
     pred_labels, gt_labels = check_labels(pred_labels, gt_labels)
     if round_index == 0:
@@ -202,8 +239,70 @@ def simulate_round(
             if found is None:
                 continue
             voxel, positive = found[:3], found[3]
-        z, y, x = (int(v) for v in np.asarray(voxel) + offset)
-        clicks.append({"class": c, "voxel": (z, y, x), "positive": bool(positive)})
+        clicks.append(Click(c, _shifted(voxel, offset), frame, bool(positive)))
+    return clicks
+
+
+def _shifted(voxel: Sequence[int], offset: np.ndarray) -> Voxel:
+    """A voxel of a crop -> the voxel of the whole array, as Python ints."""
+    z, y, x = (int(v) for v in np.asarray(voxel[:3]) + offset)
+    return z, y, x
+
+
+def challenge_click(
+    pred_mask: np.ndarray, gt_mask: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int, int, bool] | None:
+    """The CVPR 2025 challenge's click on one class (see the module docstring).
+
+    Args:
+        pred_mask, gt_mask: ``(z, y, x)`` masks of the class (non-zero = class), same shape.
+        rng: the generator for the tie breaks (two draws when there is an error, none otherwise).
+
+    Returns:
+        ``(z, y, x, positive)`` at the distance-transform maximum (voxel units) of the largest 26-connected
+        component of ``pred != gt``; ``positive`` is ``gt[z, y, x]``. None if ``pred == gt``.
+    """
+    pred, gt = _as_mask(pred_mask, "pred_mask"), _as_mask(gt_mask, "gt_mask")
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred_mask and gt_mask differ in shape: {pred.shape} vs {gt.shape}")
+    box = union_box(pred ^ gt)
+    if box is None:
+        return None
+    candidates = components(pred[box] ^ gt[box], CHALLENGE_CONNECTIVITY)
+    labels, label, _ = candidates[_largest(candidates, rng)]
+    z, y, x = _shifted(interior_click(labels == label, rng), np.array([s.start for s in box]))
+    return z, y, x, bool(gt[z, y, x])
+
+
+def challenge_round(
+    pred_labels: np.ndarray,
+    gt_labels: np.ndarray,
+    num_classes: int,
+    rng: np.random.Generator,
+    *,
+    frame: str,
+) -> list[Click]:
+    """The CVPR 2025 challenge's clicks of one step: a :func:`challenge_click` per class present in the ground truth.
+
+    Args:
+        pred_labels: integer ``(z, y, x)`` current prediction, label ``c + 1`` = class ``c``.
+        gt_labels: integer ``(z, y, x)`` ground truth, same shape.
+        num_classes: K; classes ``0..K-1`` are considered.
+        rng: the generator for every tie break, used class by class in class order.
+        frame: the click frame of the arrays' grid (e.g. ``"working"``).
+
+    Returns:
+        :class:`Click` objects in class order, at most one per class; classes without error get none.
+    """
+    pred_labels, gt_labels = check_labels(pred_labels, gt_labels)
+    present = ndimage.find_objects(gt_labels, max_label=num_classes)
+    clicks = []
+    for c, box in enumerate(class_boxes(pred_labels, gt_labels, num_classes)):
+        if c >= len(present) or present[c] is None:
+            continue
+        found = challenge_click(pred_labels[box] == c + 1, gt_labels[box] == c + 1, rng)
+        if found is not None:
+            clicks.append(Click(c, _shifted(found, np.array([s.start for s in box])), frame, found[3]))
     return clicks
 
 

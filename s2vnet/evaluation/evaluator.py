@@ -1,14 +1,22 @@
 """``VolumeSegEvaluator``: Detectron2's evaluator contract for volumes, automatic and interactive.
 
 ``process(inputs, outputs)``: ``inputs`` are catalog dicts (one per volume); ``outputs`` hold label
-volumes on the input's own grid: ``{"automatic": (z, y, x)}`` and/or ``{"rounds": [(z, y, x) after 1, 2, ...
-clicks per class]}`` (0 = background, c + 1 = class c). Ground truth is read from the dict's
-``sem_seg_file_name`` and mapped with the dataset's label map, so metrics use the input spacing.
+volumes on the input's own grid: ``{"automatic": (z, y, x)}`` and/or ``{"protocols": {name: [(z, y, x)
+after round 1, 2, ...]}}`` with ``name`` a click protocol of :mod:`s2vnet.evaluation.protocols`
+(0 = background, c + 1 = class c). Ground truth is read from the dict's ``sem_seg_file_name`` and mapped
+with the dataset's label map, so metrics use the input spacing.
 
 ``evaluate()`` gathers the rows of all ranks and, on rank 0, writes into ``output_dir``:
-``metrics.json`` (means per class and overall, the DSC-vs-clicks curve, NoC@85/NoC@90),
-``per_case.csv`` (one row per case, class and stage) and ``dice_vs_clicks.png``; it returns the
-summary dict Detectron2 prints.
+
+* ``metrics.json``: ``{"automatic": {"mean": {dice, hd95, nsd}, "per_class": {...}},
+  "interactive": {protocol: {"clicks": [1, 2, ...], "dice_vs_clicks": [...], "per_click": {"k": {"mean",
+  "per_class"}}, <the protocol's scores>}}}`` (means per class over cases, then over classes; the
+  paper's scores are NoC@85 / NoC@90 by 3D Dice, cvpr25's the challenge's AUCs and final DSC / NSD);
+* ``per_case.csv``: one row per case, class, protocol and round (``protocol`` empty and ``clicks`` 0
+  for the automatic result);
+* ``dice_vs_clicks.png``: mean DSC against clicks per class, one curve per protocol.
+
+It returns the flat summary Detectron2 prints (:func:`flat_summary`).
 """
 from __future__ import annotations
 
@@ -26,14 +34,15 @@ from detectron2.utils import comm
 
 from s2vnet.data.datasets.register import label_map_for
 from s2vnet.data.volume_io import read_label
-from s2vnet.evaluation.clicks import noc
 from s2vnet.evaluation.metrics import per_class_metrics
+from s2vnet.evaluation.protocols import CLICK_PROTOCOLS, ClickProtocol, finite_mean, protocols_named
 
-FIELDS = ("case", "class", "stage", "clicks", "dice", "hd95", "nsd", "gt_voxels", "pred_voxels")
+FIELDS = ("case", "class", "stage", "protocol", "clicks", "dice", "hd95", "nsd", "gt_voxels", "pred_voxels")
+METRICS = ("dice", "hd95", "nsd", "gt_voxels", "pred_voxels")
 
 
 class VolumeSegEvaluator(DatasetEvaluator):
-    """Per case and class DSC / HD95 / NSD, plus the interactive DSC-vs-clicks curve and NoC."""
+    """Per case and class DSC / HD95 / NSD, plus each click protocol's DSC-vs-clicks curve and scores."""
 
     def __init__(self, dataset_name: str, output_dir: str | os.PathLike | None, *, tolerance_mm: Sequence[float] | float = 2.0,
                  empty_hd95: float = 50.0, noc_cap: int = 20) -> None:
@@ -41,7 +50,7 @@ class VolumeSegEvaluator(DatasetEvaluator):
         Args:
             dataset_name: a registered dataset (class names and label map come from its metadata).
             output_dir: where metrics.json, per_case.csv and the curve go (None: write nothing).
-            tolerance_mm: NSD tolerance, one value or one per class.
+            tolerance_mm: NSD tolerance, one value or one per class (a protocol may fix its own).
             empty_hd95: HD95 when a class is missing on exactly one side (WORD's script: 50 mm).
             noc_cap: NoC value when a DSC target is never reached (paper: 20).
         """
@@ -59,19 +68,25 @@ class VolumeSegEvaluator(DatasetEvaluator):
         encoded = label_map_for(record.get("dataset_name", self.dataset_name)).encode(label.array, record["sem_seg_file_name"])
         return encoded, label.geometry.spacing
 
-    def _rows_for(self, case: str, stage: str, clicks: int, pred, gt, spacing) -> list[dict]:
-        rows = per_class_metrics(pred, gt, spacing, len(self.class_names), self.tolerance_mm, self.empty_hd95)
-        return [{"case": case, "class": self.class_names[r["class"]], "stage": stage, "clicks": clicks,
-                 **{k: r[k] for k in ("dice", "hd95", "nsd", "gt_voxels", "pred_voxels")}} for r in rows]
+    def _rows_for(self, case: str, protocol: ClickProtocol | None, clicks: int, pred, gt, spacing) -> list[dict]:
+        """Rows ``{FIELDS}`` of one label volume, one per class."""
+        fixed = None if protocol is None else protocol.nsd_tolerance_mm
+        tolerance = self.tolerance_mm if fixed is None else fixed
+        rows = per_class_metrics(pred, gt, spacing, len(self.class_names), tolerance, self.empty_hd95)
+        stage, name = ("automatic", "") if protocol is None else ("interactive", protocol.name)
+        return [{"case": case, "class": self.class_names[r["class"]], "stage": stage, "protocol": name,
+                 "clicks": clicks, **{k: r[k] for k in METRICS}} for r in rows]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for record, output in zip(inputs, outputs):
             gt, spacing = self._ground_truth(record)
             case = record["case_id"]
             if output.get("automatic") is not None:
-                self._rows += self._rows_for(case, "automatic", 0, output["automatic"], gt, spacing)
-            for k, labels in enumerate(output.get("rounds", []), start=1):
-                self._rows += self._rows_for(case, "interactive", k, labels, gt, spacing)
+                self._rows += self._rows_for(case, None, 0, output["automatic"], gt, spacing)
+            rounds = output.get("protocols", {})
+            for protocol in protocols_named(list(rounds), "evaluator outputs") if rounds else []:
+                for k, labels in enumerate(rounds[protocol.name], start=1):
+                    self._rows += self._rows_for(case, protocol, k, labels, gt, spacing)
 
     def evaluate(self) -> OrderedDict:
         rows = [r for part in comm.gather(self._rows, dst=0) for r in part]
@@ -92,7 +107,7 @@ class VolumeSegEvaluator(DatasetEvaluator):
             writer.writerows(rows)
         tmp.replace(self.output_dir / "per_case.csv")
         if summary.get("interactive"):
-            plot_curve(summary, self.output_dir / "dice_vs_clicks.png", self.dataset_name)
+            plot_curves(summary, self.output_dir / "dice_vs_clicks.png", self.dataset_name)
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -101,70 +116,65 @@ def _atomic_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _mean(values) -> float:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
-
-
 def _stage_summary(rows: list[dict], class_names: list[str]) -> dict:
     """Means over cases per class, and over classes, for the rows of one stage (classes absent from GT skipped)."""
     present = [r for r in rows if r["gt_voxels"] > 0]
-    per_class = {name: {m: _mean(r[m] for r in present if r["class"] == name) for m in ("dice", "hd95", "nsd")}
+    per_class = {name: {m: finite_mean(r[m] for r in present if r["class"] == name) for m in ("dice", "hd95", "nsd")}
                  for name in class_names}
-    return {"mean": {m: _mean(r[m] for r in present) for m in ("dice", "hd95", "nsd")}, "per_class": per_class}
+    return {"mean": {m: finite_mean(r[m] for r in present) for m in ("dice", "hd95", "nsd")}, "per_class": per_class}
+
+
+def _protocol_summary(rows: list[dict], class_names: list[str], protocol: ClickProtocol, noc_cap: int) -> dict:
+    """The metrics.json entry of one click protocol from its rows."""
+    rounds = sorted({r["clicks"] for r in rows})
+    curve = {k: _stage_summary([r for r in rows if r["clicks"] == k], class_names) for k in rounds}
+    return {"clicks": rounds, "dice_vs_clicks": [curve[k]["mean"]["dice"] for k in rounds],
+            "per_click": {str(k): curve[k] for k in rounds}, **protocol.score(rows, noc_cap)}
 
 
 def summarize(rows: list[dict], class_names: list[str], noc_cap: int) -> dict:
-    """The metrics.json structure from per-case rows."""
+    """The metrics.json structure (see the module docstring) from per-case rows."""
     out: dict = {}
     auto = [r for r in rows if r["stage"] == "automatic"]
     if auto:
         out["automatic"] = _stage_summary(auto, class_names)
-    inter = [r for r in rows if r["stage"] == "interactive"]
-    if inter:
-        rounds = sorted({r["clicks"] for r in inter})
-        curve = {k: _stage_summary([r for r in inter if r["clicks"] == k], class_names) for k in rounds}
-        out["interactive"] = {"dice_vs_clicks": [curve[k]["mean"]["dice"] for k in rounds], "clicks": rounds,
-                              "per_click": {str(k): curve[k] for k in rounds}, **_noc(inter, noc_cap)}
+    names = list(dict.fromkeys(r["protocol"] for r in rows if r["stage"] == "interactive"))
+    if names:
+        out["interactive"] = {name: _protocol_summary([r for r in rows if r["protocol"] == name], class_names,
+                                                      CLICK_PROTOCOLS[name], noc_cap) for name in names}
     return out
 
 
-def _noc(rows: list[dict], cap: int) -> dict:
-    """Mean NoC@85 / NoC@90 over (case, class) pairs present in the ground truth."""
-    series: dict[tuple, list] = {}
-    for r in sorted((r for r in rows if r["gt_voxels"] > 0), key=lambda r: r["clicks"]):
-        series.setdefault((r["case"], r["class"]), []).append(r["dice"])
-    return {f"noc{int(t * 100)}": _mean(noc(d, t, cap) for d in series.values()) for t in (0.85, 0.90)}
-
-
 def flat_summary(summary: dict) -> dict:
-    """The few numbers Detectron2 prints."""
+    """The few numbers Detectron2 prints: ``auto_<metric>``, and per protocol ``<prefix>dice_<k>click`` and its
+    headline scores ``<prefix><score>`` (the paper's without prefix: ``dice_5click``, ``noc85``; ``cvpr25_dsc_auc``)."""
     flat = {}
     if "automatic" in summary:
         flat.update({f"auto_{m}": v for m, v in summary["automatic"]["mean"].items()})
-    if "interactive" in summary:
-        inter = summary["interactive"]
+    for name, inter in summary.get("interactive", {}).items():
+        protocol = CLICK_PROTOCOLS[name]
         for k, d in zip(inter["clicks"], inter["dice_vs_clicks"]):
-            flat[f"dice_{k}click"] = d
-        flat.update(noc85=inter["noc85"], noc90=inter["noc90"])
+            flat[f"{protocol.flat_prefix}dice_{k}click"] = d
+        flat.update({f"{protocol.flat_prefix}{key}": inter[key] for key, _ in protocol.score_labels})
     return flat
 
 
-def plot_curve(summary: dict, path: Path, title: str) -> None:
-    """DSC vs number of clicks per class (0 = automatic)."""
+def plot_curves(summary: dict, path: Path, title: str) -> None:
+    """Mean 3D DSC vs number of clicks per class (0 = automatic), one curve per click protocol."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    inter = summary["interactive"]
-    xs, ys = list(inter["clicks"]), list(inter["dice_vs_clicks"])
-    if "automatic" in summary:
-        xs, ys = [0] + xs, [summary["automatic"]["mean"]["dice"]] + ys
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(xs, ys, "o-")
+    for name, inter in summary["interactive"].items():
+        xs, ys = list(inter["clicks"]), list(inter["dice_vs_clicks"])
+        if "automatic" in summary:  # every protocol starts from the automatic result
+            xs, ys = [0] + xs, [summary["automatic"]["mean"]["dice"]] + ys
+        ax.plot(xs, ys, "o-", ms=4, label=name)
+    ax.legend(title="click protocol", fontsize=8, title_fontsize=8)
     ax.set_xlabel("clicks per class (0 = automatic)")
-    ax.set_ylabel("mean DSC")
+    ax.set_ylabel("mean 3D DSC")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from s2vnet.data.clicks import Click  # noqa: E402
+
 
 # tab20 without its two greys, which vanish on CT: vivid colours first, their light twins after.
 _PALETTE = [plt.get_cmap("tab20")(i)[:3] for i in list(range(0, 20, 2)) + list(range(1, 20, 2)) if i not in (14, 15)]
@@ -77,29 +79,36 @@ def save_panel(path: str, panels: Sequence[dict], class_names: Sequence[str], ti
     _finish(fig, path, [p["label"] for p in panels], class_names, title)
 
 
-def save_montage(path: str, image: np.ndarray, columns: Sequence[tuple[str, np.ndarray]], class_names: Sequence[str],
-                 title: str, num_slices: int = 4, clicks: Sequence[Sequence[dict]] | None = None) -> None:
+def save_montage(path: str, image: np.ndarray, columns: Sequence[tuple[str, np.ndarray, Sequence[Click]]],
+                 class_names: Sequence[str], title: str, num_slices: int = 4) -> None:
     """Rows of slices, one column per label volume (e.g. ground truth | automatic | after clicks).
 
     Args:
-        image: uint8 ``(Z, Y, X)``; columns: ``[(name, labels (Z, Y, X)), ...]``.
+        image: uint8 ``(Z, Y, X)``.
+        columns: ``[(name, labels (Z, Y, X), clicks), ...]``; each column's clicks (``working`` or ``zyx``
+            frame, i.e. on ``image``'s grid; may be empty) are drawn on the slices they lie on.
         num_slices: rows, at evenly spaced slices holding foreground in the first column.
-        clicks: per round, the click dicts (``class``, ``voxel`` (z, y, x), ``positive``), drawn on the last column.
     """
     colors = class_colors(len(class_names))
     zs = np.flatnonzero(columns[0][1].any(axis=(1, 2))) if columns[0][1].any() else np.arange(image.shape[0])
     rows = np.unique(zs[np.linspace(0, len(zs) - 1, min(num_slices, len(zs))).round().astype(int)])
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.2 * len(columns), 3.2 * len(rows)), squeeze=False)
-    flat_clicks = [c for round_clicks in (clicks or []) for c in round_clicks]
-    for i, z in enumerate(rows):
-        for j, (name, labels) in enumerate(columns):
+    for j, (name, labels, clicks) in enumerate(columns):
+        _check_on_grid(clicks)
+        for i, z in enumerate(rows):
             ax = axes[i, j]
             ax.imshow(overlay(image[z], labels[z], colors), interpolation="nearest")
-            if j == len(columns) - 1 and flat_clicks and j > 0:
-                here = [c for c in flat_clicks if c["voxel"][0] == z]
-                if here:
-                    draw_clicks(ax, np.array([c["voxel"][1:] for c in here]), np.array([c["class"] for c in here]),
-                                np.array([c["positive"] for c in here]), colors)
+            here = [c for c in clicks if c.slice_index == z]
+            if here:
+                draw_clicks(ax, np.array([c.position[1:] for c in here]), np.array([c.class_index for c in here]),
+                            np.array([c.positive for c in here]), colors)
             ax.set_title(f"{name}, z = {z}", fontsize=8)
             ax.axis("off")
-    _finish(fig, path, [lab for _, lab in columns], class_names, title)
+    _finish(fig, path, [lab for _, lab, _ in columns], class_names, title)
+
+
+def _check_on_grid(clicks: Sequence[Click]) -> None:
+    """Montage clicks must be in a frame of the drawn array's grid."""
+    for click in clicks:
+        if click.frame not in ("working", "zyx"):
+            raise ValueError(f"montage clicks must be in the 'working' or 'zyx' frame, got '{click.frame}'")
