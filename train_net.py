@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, create_ddp_model, default_argument_parser, default_setup, launch
-from detectron2.evaluation import print_csv_format
+from detectron2.evaluation import DatasetEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -112,13 +112,30 @@ class Trainer(DefaultTrainer):
         return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, **extra)
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None) -> OrderedDict:
-        """Evaluate on every ``cfg.DATASETS.TEST`` dataset (volume protocol, see the module docstring)."""
+    def test(cls, cfg: CfgNode, model: torch.nn.Module,
+             evaluators: DatasetEvaluator | list[DatasetEvaluator] | None = None) -> OrderedDict:
+        """Evaluate on every ``cfg.DATASETS.TEST`` dataset with the volume protocol (see the module docstring).
+
+        Args:
+            evaluators: as in Detectron2, one evaluator per ``DATASETS.TEST`` dataset, in the same order. Each
+                gets ``process(catalog dicts, outputs)`` with ``outputs`` ``[{"automatic": (z, y, x),
+                "rounds": [(z, y, x), ...]}]``, labels on the input grid (the contract of
+                :class:`s2vnet.evaluation.evaluator.VolumeSegEvaluator`). None: one ``VolumeSegEvaluator``
+                per dataset, configured by ``TEST.S2VNET`` and writing into ``OUTPUT_DIR/inference/<dataset>``.
+
+        Returns:
+            ``{dataset name: evaluator.evaluate()}``.
+        """
+        if isinstance(evaluators, DatasetEvaluator):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} datasets in DATASETS.TEST")
         model = model.module if isinstance(model, DistributedDataParallel) else model
         was_training = model.training
         results = OrderedDict()
-        for name in cfg.DATASETS.TEST:
-            results[name] = evaluate_dataset(cfg, model, name, Path(cfg.OUTPUT_DIR) / "inference" / name)
+        for i, name in enumerate(cfg.DATASETS.TEST):
+            evaluator = None if evaluators is None else evaluators[i]
+            results[name] = evaluate_dataset(cfg, model, name, Path(cfg.OUTPUT_DIR) / "inference" / name, evaluator)
             if comm.is_main_process():
                 print_csv_format(results[name])
         model.train(was_training)

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from detectron2.evaluation import DatasetEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/demo/s2vnet_r18_demo.yaml"
@@ -126,3 +127,36 @@ def test_find_unused_parameters_and_amp_reach_the_two_process_trainer(tmp_path, 
     opts = ["MODEL.S2VNET.FIND_UNUSED_PARAMETERS", "False", "SOLVER.AMP.ENABLED", "True",
             "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), *SMALL]
     launch(check_trainer_ddp, 2, dist_url="auto", args=(opts,))  # a failed check in a worker raises here
+
+
+class RecordingEvaluator(DatasetEvaluator):
+    """Keeps the case ids and output keys it is given."""
+
+    def __init__(self) -> None:
+        self.outputs: list[tuple[str, set]] = []
+
+    def reset(self) -> None:
+        self.outputs = []
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        self.outputs += [(record["case_id"], set(output)) for record, output in zip(inputs, outputs)]
+
+    def evaluate(self) -> dict:
+        return {"recorded": {"cases": float(len(self.outputs))}}
+
+
+def test_test_runs_the_given_evaluators(tmp_path, demo_root, monkeypatch):
+    from s2vnet.config import setup_cfg
+
+    monkeypatch.setenv("S2VNET_DEMO_DATA", str(demo_root))
+    trainer_cls = load_train_net().Trainer
+    cfg = setup_cfg(str(DEMO_CONFIG), ["TEST.S2VNET.MODE", "automatic", "TEST.S2VNET.SAVE_PREDICTIONS", "False",
+                                       "OUTPUT_DIR", str(tmp_path / "out"), *SMALL])
+    model = trainer_cls.build_model(cfg)
+    recording = RecordingEvaluator()
+    with pytest.raises(ValueError, match="2 evaluators for 1 datasets"):
+        trainer_cls.test(cfg, model, [recording, recording])
+    results = trainer_cls.test(cfg, model, [recording])
+    assert results == {"demo_ct_test": {"recorded": {"cases": 1.0}}}
+    assert recording.outputs == [("example_ct_dicom", {"automatic", "rounds"})]
+    assert not (tmp_path / "out" / "inference").exists()  # the default evaluator, which writes there, did not run
