@@ -15,20 +15,21 @@ per_case.csv, the DSC-vs-clicks plot, predictions and montages to ``OUTPUT_DIR/i
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sys
-import weakref
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
+from unittest import mock
 
+import detectron2.engine.defaults
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, default_argument_parser, \
-    default_setup, launch
-from detectron2.evaluation import print_csv_format
-from detectron2.engine.train_loop import TrainerBase
+from detectron2.engine import DefaultTrainer, create_ddp_model, default_argument_parser, default_setup, launch
+from detectron2.evaluation import DatasetEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -38,7 +39,7 @@ from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
 from s2vnet.evaluation.runner import evaluate_dataset
-from s2vnet.predict import load_weights
+from s2vnet.inference.checkpoint import load_weights
 
 OPTIMIZERS = {"ADAMW": torch.optim.AdamW, "SGD": torch.optim.SGD}
 
@@ -56,27 +57,37 @@ def full_model_clipping(optimizer_cls: type, max_norm: float) -> type:
     return FullModelClipped
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with the volume loader, AdamW + backbone multiplier, and CPU-aware DDP/AMP."""
+def ddp_wrapper(cfg: CfgNode) -> Callable[..., torch.nn.Module]:
+    """``create_ddp_model`` with ``MODEL.S2VNET.FIND_UNUSED_PARAMETERS``; ``device_ids=None`` for a CPU (gloo) model."""
+    device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
+    return functools.partial(create_ddp_model, device_ids=device_ids,
+                             find_unused_parameters=cfg.MODEL.S2VNET.FIND_UNUSED_PARAMETERS)
 
-    def __init__(self, cfg) -> None:  # DefaultTrainer's flow, with DDP that also works on CPU (gloo)
-        TrainerBase.__init__(self)
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        on_gpu = cfg.MODEL.DEVICE.startswith("cuda")
-        model = create_ddp_model(model, broadcast_buffers=False, find_unused_parameters=True,
-                                 device_ids=[comm.get_local_rank()] if on_gpu else None)
-        use_amp = cfg.SOLVER.AMP.ENABLED and on_gpu
-        if cfg.SOLVER.AMP.ENABLED and not on_gpu:
-            logging.getLogger(__name__).warning("SOLVER.AMP.ENABLED is ignored on the CPU")
-        self._trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
-        self.register_hooks(self.build_hooks())
+
+def without_amp_on_cpu(cfg: CfgNode) -> CfgNode:
+    """``cfg``, or a copy with ``SOLVER.AMP.ENABLED`` off (and a warning) when the model runs on the CPU."""
+    if not cfg.SOLVER.AMP.ENABLED or cfg.MODEL.DEVICE.startswith("cuda"):
+        return cfg
+    logging.getLogger(__name__).warning("SOLVER.AMP.ENABLED is ignored on the CPU")
+    frozen, cfg = cfg.is_frozen(), cfg.clone()
+    cfg.defrost()
+    cfg.SOLVER.AMP.ENABLED = False
+    if frozen:
+        cfg.freeze()
+    return cfg
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with the volume loader, AdamW + backbone multiplier, volume evaluation, and CPU-aware DDP/AMP."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        # DefaultTrainer.__init__ runs unchanged (worker auto-scaling, hooks, checkpointer) but hard-codes two
+        # choices: create_ddp_model(model, broadcast_buffers=False), which gives DDP device_ids=[local rank]
+        # (rejected for a CPU/gloo model) and never finds unused parameters, and AMPTrainer whenever
+        # SOLVER.AMP.ENABLED (it needs CUDA). So AMP is turned off on the CPU, and Detectron2's module-level
+        # create_ddp_model is swapped for the config-aware one only while the parent constructor runs.
+        with mock.patch.object(detectron2.engine.defaults, "create_ddp_model", ddp_wrapper(cfg)):
+            super().__init__(without_amp_on_cpu(cfg))
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -101,13 +112,30 @@ class Trainer(DefaultTrainer):
         return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, **extra)
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None) -> OrderedDict:
-        """Evaluate on every ``cfg.DATASETS.TEST`` dataset (volume protocol, see the module docstring)."""
+    def test(cls, cfg: CfgNode, model: torch.nn.Module,
+             evaluators: DatasetEvaluator | list[DatasetEvaluator] | None = None) -> OrderedDict:
+        """Evaluate on every ``cfg.DATASETS.TEST`` dataset with the volume protocol (see the module docstring).
+
+        Args:
+            evaluators: as in Detectron2, one evaluator per ``DATASETS.TEST`` dataset, in the same order. Each
+                gets ``process(catalog dicts, outputs)`` with ``outputs`` ``[{"automatic": (z, y, x),
+                "rounds": [(z, y, x), ...]}]``, labels on the input grid (the contract of
+                :class:`s2vnet.evaluation.evaluator.VolumeSegEvaluator`). None: one ``VolumeSegEvaluator``
+                per dataset, configured by ``TEST.S2VNET`` and writing into ``OUTPUT_DIR/inference/<dataset>``.
+
+        Returns:
+            ``{dataset name: evaluator.evaluate()}``.
+        """
+        if isinstance(evaluators, DatasetEvaluator):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} datasets in DATASETS.TEST")
         model = model.module if isinstance(model, DistributedDataParallel) else model
         was_training = model.training
         results = OrderedDict()
-        for name in cfg.DATASETS.TEST:
-            results[name] = evaluate_dataset(cfg, model, name, Path(cfg.OUTPUT_DIR) / "inference" / name)
+        for i, name in enumerate(cfg.DATASETS.TEST):
+            evaluator = None if evaluators is None else evaluators[i]
+            results[name] = evaluate_dataset(cfg, model, name, Path(cfg.OUTPUT_DIR) / "inference" / name, evaluator)
             if comm.is_main_process():
                 print_csv_format(results[name])
         model.train(was_training)

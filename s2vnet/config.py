@@ -114,6 +114,10 @@ def _add_model(s2v: CN) -> None:
     s2v.OVERSAMPLE_RATIO = 3.0
     # Fraction of points taken from the most uncertain locations.
     s2v.IMPORTANCE_SAMPLE_RATIO = 0.75
+    # Multi-process training: DistributedDataParallel's find_unused_parameters. True is needed whenever an
+    # iteration can leave parameters without a gradient (the click FFNs get none on a clip without clicks);
+    # False saves a graph traversal per iteration for models where every parameter is always used.
+    s2v.FIND_UNUSED_PARAMETERS = True
 
 
 def _add_pixel_decoder(pix: CN) -> None:

@@ -1,22 +1,26 @@
 """train_net.py end to end on the CPU: a few iterations, checkpoint, resume, two gloo processes, errors."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+from detectron2.evaluation import DatasetEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs/demo/s2vnet_r18_demo.yaml"
 SMALL = ["INPUT.VOLUME.CROP_SIZE", "(64, 64)", "SOLVER.IMS_PER_BATCH", "2", "MODEL.S2VNET.TRAIN_NUM_POINTS", "512",
          "MODEL.S2VNET.CENTROIDS_PER_CLASS", "2"]
 
 
 def run_train(tmp_path: Path, demo_root: Path, *args: str, threads: int = 2) -> subprocess.CompletedProcess:
     env = dict(os.environ, S2VNET_DEMO_DATA=str(demo_root), OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, str(REPO / "train_net.py"), "--config-file", str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
+    cmd = [sys.executable, str(REPO / "train_net.py"), "--config-file", str(DEMO_CONFIG),
            *args, "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), *SMALL]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
@@ -25,6 +29,14 @@ def iterations(out: Path) -> list[int]:
     """Iterations with training losses in Detectron2's metrics.json."""
     rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines() if line.strip()]
     return [r["iteration"] for r in rows if "total_loss" in r]
+
+
+def load_train_net() -> types.ModuleType:
+    """``train_net.py`` (a script, not a package module) loaded as a module."""
+    spec = importlib.util.spec_from_file_location("train_net", REPO / "train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -85,3 +97,68 @@ def test_class_count_mismatch_is_a_one_line_error(tmp_path, demo_root):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: demo_ct_train: has classes") and "Traceback" not in result.stderr
+
+
+def test_reference_world_size_rescales_the_schedule(tmp_path, demo_root):
+    """REFERENCE_WORLD_SIZE 2 on one process: half the batch, twice the iterations (auto_scale_workers)."""
+    result = run_train(tmp_path, demo_root, "SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.MAX_ITER", "2",
+                       "DATASETS.TEST", "()")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Auto-scaling the config to batch_size=1" in (tmp_path / "out" / "log.txt").read_text()
+    assert iterations(tmp_path / "out")[-1] == 3
+
+
+def check_trainer_ddp(opts: list[str]) -> None:
+    """Runs in each of two gloo processes: the Trainer's DDP and AMP follow the config on the CPU."""
+    from detectron2.engine import SimpleTrainer
+    from torch.nn.parallel import DistributedDataParallel
+
+    from s2vnet.config import setup_cfg
+
+    trainer = load_train_net().Trainer(setup_cfg(str(DEMO_CONFIG), opts))
+    assert isinstance(trainer.model, DistributedDataParallel)
+    assert trainer.model.find_unused_parameters is False and trainer.model.device_ids is None
+    assert type(trainer._trainer) is SimpleTrainer  # SOLVER.AMP.ENABLED is ignored on the CPU
+
+
+def test_find_unused_parameters_and_amp_reach_the_two_process_trainer(tmp_path, demo_root, monkeypatch):
+    from detectron2.engine import launch
+
+    monkeypatch.setenv("S2VNET_DEMO_DATA", str(demo_root))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    opts = ["MODEL.S2VNET.FIND_UNUSED_PARAMETERS", "False", "SOLVER.AMP.ENABLED", "True",
+            "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), *SMALL]
+    launch(check_trainer_ddp, 2, dist_url="auto", args=(opts,))  # a failed check in a worker raises here
+
+
+class RecordingEvaluator(DatasetEvaluator):
+    """Keeps the case ids and output keys it is given."""
+
+    def __init__(self) -> None:
+        self.outputs: list[tuple[str, set]] = []
+
+    def reset(self) -> None:
+        self.outputs = []
+
+    def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        self.outputs += [(record["case_id"], set(output)) for record, output in zip(inputs, outputs)]
+
+    def evaluate(self) -> dict:
+        return {"recorded": {"cases": float(len(self.outputs))}}
+
+
+def test_test_runs_the_given_evaluators(tmp_path, demo_root, monkeypatch):
+    from s2vnet.config import setup_cfg
+
+    monkeypatch.setenv("S2VNET_DEMO_DATA", str(demo_root))
+    trainer_cls = load_train_net().Trainer
+    cfg = setup_cfg(str(DEMO_CONFIG), ["TEST.S2VNET.MODE", "automatic", "TEST.S2VNET.SAVE_PREDICTIONS", "False",
+                                       "OUTPUT_DIR", str(tmp_path / "out"), *SMALL])
+    model = trainer_cls.build_model(cfg)
+    recording = RecordingEvaluator()
+    with pytest.raises(ValueError, match="2 evaluators for 1 datasets"):
+        trainer_cls.test(cfg, model, [recording, recording])
+    results = trainer_cls.test(cfg, model, [recording])
+    assert results == {"demo_ct_test": {"recorded": {"cases": 1.0}}}
+    assert recording.outputs == [("example_ct_dicom", {"automatic", "protocols"})]
+    assert not (tmp_path / "out" / "inference").exists()  # the default evaluator, which writes there, did not run

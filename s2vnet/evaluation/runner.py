@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from tqdm import tqdm
 
@@ -86,15 +87,23 @@ def evaluation_plan(test) -> list[tuple[ClickProtocol, int]]:
     return [(p, p.num_rounds(test.ROUNDS)) for p in protocols_named(test.PROTOCOL)]
 
 
-def evaluate_dataset(cfg, model, dataset_name: str, output_dir: str | Path | None) -> dict:
-    """Run the evaluation protocol of ``cfg.TEST.S2VNET`` on one dataset; cases are split over ranks."""
+def evaluate_dataset(cfg, model, dataset_name: str, output_dir: str | Path | None,
+                     evaluator: DatasetEvaluator | None = None) -> dict:
+    """Run the evaluation protocol of ``cfg.TEST.S2VNET`` on one dataset; cases are split over ranks.
+
+    ``evaluator`` receives each case as ``process([record], [{"automatic", "protocols"}])`` (labels on the input
+    grid, see :mod:`s2vnet.evaluation.evaluator`); None: a :class:`VolumeSegEvaluator` from ``TEST.S2VNET``.
+    Returns ``evaluator.evaluate()``.
+    """
     test = cfg.TEST.S2VNET
     automatic = MODES[test.MODE][0]
     plan = evaluation_plan(test)
     records = DatasetCatalog.get(dataset_name)[comm.get_rank()::comm.get_world_size()]
-    tolerance = list(test.NSD_TOLERANCE_MM)
-    evaluator = VolumeSegEvaluator(dataset_name, output_dir, tolerance_mm=tolerance[0] if len(tolerance) == 1 else tolerance,
-                                   empty_hd95=test.EMPTY_HD95, noc_cap=test.NOC_CAP)
+    if evaluator is None:
+        tolerance = list(test.NSD_TOLERANCE_MM)
+        evaluator = VolumeSegEvaluator(dataset_name, output_dir,
+                                       tolerance_mm=tolerance[0] if len(tolerance) == 1 else tolerance,
+                                       empty_hd95=test.EMPTY_HD95, noc_cap=test.NOC_CAP)
     evaluator.reset()
     engine = VolumeInference.from_cfg(model, cfg)
     settings, label_map = PreprocessSettings.from_cfg(cfg), label_map_for(dataset_name)
