@@ -63,6 +63,13 @@ def _add_clicks(vol: CN) -> None:
     clicks.NEGATIVE_PROB = 0.5
     # Negative clicks are drawn outside the object within this many pixels of it.
     clicks.NEGATIVE_BAND = 10
+    # Error-driven click training (not in the paper; 0 = off): the probability that a clip with interactive
+    # classes first runs the model without gradient for a random number of rounds (0..ERROR_MAX_ROUNDS), each
+    # followed by one click per interactive class at the model's largest error (positive on a miss, negative on
+    # an extra); the loss is then computed with all clicks.
+    clicks.ERROR_PROB = 0.0
+    # Largest number of error-driven rounds per clip (drawn uniformly in 0..ERROR_MAX_ROUNDS).
+    clicks.ERROR_MAX_ROUNDS = 3
 
 
 def _add_model(s2v: CN) -> None:
@@ -94,6 +101,20 @@ def _add_model(s2v: CN) -> None:
     s2v.ADAPTIVE_SAMPLING = True
     # Weight beta of earlier clicks' features in Eq. 8 (paper: 0.8).
     s2v.BETA = 0.8
+    # Which centroid slot a click initialises: "per_click" (paper, 3.3: the n-th click of class k takes the
+    # class's slot n mod CENTROIDS_PER_CLASS) or "shared" (every click of class k re-initialises its first slot).
+    s2v.CLICK_SLOTS = "per_click"
+    # Eq. 8 accumulator fed to the click FFN: "none" (paper: the raw weighted sum, growing with the number of
+    # clicks) or "weights" (divided by the sum of its weights: a weighted mean, the same scale for any count).
+    s2v.CLICK_FEATURE_NORM = "none"
+    # Class score of a click-initialised centroid: "head" (paper: the class head's score c_k decides, Eq. 9) or
+    # "clicked" (the user named the class: on the clicked slice the centroid is its class; where it propagates,
+    # it is its class or nothing, all foreground probability going to the clicked class).
+    s2v.CLICK_CLASS_SCORE = "head"
+    # Per-class score of a pixel from the centroids: "sum" (paper: Mask2Former's semantic inference, the sum over
+    # centroids of class x mask probability) or "max" (the best single centroid). A pixel is the arg-max class
+    # when that class's score reaches FOREGROUND_THRESHOLD, else background.
+    s2v.SEMANTIC_INFERENCE = "sum"
     # Inference: a pixel is foreground when its best class score (Eq. 9 fusion) reaches this value.
     s2v.FOREGROUND_THRESHOLD = 0.5
     # Loss weight of the classification cross-entropy.

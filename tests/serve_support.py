@@ -22,7 +22,8 @@ def tiny_predictor(*overrides: str) -> Predictor:
     import torch
 
     torch.manual_seed(0)
-    return Predictor(tiny_cfg("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0", *overrides), None, "cpu")
+    return Predictor(tiny_cfg("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0", "MODEL.S2VNET.SEMANTIC_INFERENCE", "max",
+                              *overrides), None, "cpu")
 
 
 def write_scan(path: Path, shape=(6, 48, 40), seed: int = 0) -> Path:

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import torch
 
+from torch import nn
+
 from s2vnet.modeling.interaction import CentroidBank, ClickMemory, accumulate, sample_features
 from s2vnet.modeling.propagation import PropagationState, RecurrentAggregator, next_state
 
 
 def _bank(**kw) -> CentroidBank:
     torch.manual_seed(0)
-    return CentroidBank(**{**dict(num_classes=3, per_class=2, hidden_dim=8, feature_dim=6, beta=0.8), **kw})
+    return CentroidBank(**{**dict(num_classes=3, per_class=2, hidden_dim=8, feature_dim=6, beta=0.8, slots="shared"),
+                           **kw})
+
+
+def _by_class(placed) -> dict:
+    """The last centroid placed for each class."""
+    return {c.class_index: c.centroid for c in placed}
 
 
 def _clicks(coords, classes, positive=None):
@@ -38,13 +46,13 @@ def test_click_centroid_depends_on_the_clicked_pixel_only():
     bank = _bank()
     features = torch.randn(6, 8, 8)
     clicks = _clicks([[10.0, 10.0]], [1])
-    base, _ = bank.click_centroids(features, clicks, (32, 32), ClickMemory())
+    base = _by_class(bank.click_centroids(features, clicks, (32, 32), ClickMemory())[0])
     near = features.clone()
     near[:, 2, 2] += 1.0  # the feature cell under the click
-    changed, _ = bank.click_centroids(near, clicks, (32, 32), ClickMemory())
+    changed = _by_class(bank.click_centroids(near, clicks, (32, 32), ClickMemory())[0])
     far = features.clone()
     far[:, 7, 7] += 1.0
-    unchanged, _ = bank.click_centroids(far, clicks, (32, 32), ClickMemory())
+    unchanged = _by_class(bank.click_centroids(far, clicks, (32, 32), ClickMemory())[0])
     assert not torch.allclose(base[1], changed[1])
     torch.testing.assert_close(base[1], unchanged[1])
 
@@ -52,8 +60,9 @@ def test_click_centroid_depends_on_the_clicked_pixel_only():
 def test_several_classes_in_one_pass_give_one_centroid_each():
     bank = _bank()
     clicks = _clicks([[3.0, 3.0], [20.0, 9.0], [12.0, 30.0], [5.0, 25.0]], [0, 2, 2, 1])
-    centroids, memory = bank.click_centroids(torch.randn(6, 8, 8), clicks, (32, 32), ClickMemory())
-    assert sorted(centroids) == [0, 1, 2]
+    placed, memory = bank.click_centroids(torch.randn(6, 8, 8), clicks, (32, 32), ClickMemory())
+    centroids = _by_class(placed)
+    assert sorted(centroids) == [0, 1, 2] and len(placed) == 3
     assert all(c.shape == (8,) for c in centroids.values())
     assert [bank.click_slot(k) for k in (0, 1, 2)] == [0, 2, 4]
     assert sorted(memory.positive) == [0, 1, 2]
@@ -62,9 +71,10 @@ def test_several_classes_in_one_pass_give_one_centroid_each():
 def test_adaptive_sampling_switch_keeps_only_the_latest_click():
     features = torch.randn(6, 8, 8)
     clicks = _clicks([[3.0, 3.0], [20.0, 9.0]], [0, 0])
-    off, _ = _bank(adaptive=False).click_centroids(features, clicks, (32, 32), ClickMemory())
-    last, _ = _bank(adaptive=False).click_centroids(features, _clicks([[20.0, 9.0]], [0]), (32, 32), ClickMemory())
-    on, _ = _bank(adaptive=True).click_centroids(features, clicks, (32, 32), ClickMemory())
+    off = _by_class(_bank(adaptive=False).click_centroids(features, clicks, (32, 32), ClickMemory())[0])
+    last = _by_class(_bank(adaptive=False).click_centroids(features, _clicks([[20.0, 9.0]], [0]), (32, 32),
+                                                           ClickMemory())[0])
+    on = _by_class(_bank(adaptive=True).click_centroids(features, clicks, (32, 32), ClickMemory())[0])
     torch.testing.assert_close(off[0], last[0])
     assert not torch.allclose(on[0], off[0])
 
@@ -74,14 +84,53 @@ def test_negative_clicks_start_neutral_and_learn():
     features = torch.randn(6, 8, 8)
     pos = _clicks([[10.0, 10.0]], [0])
     both = _clicks([[10.0, 10.0], [28.0, 28.0]], [0, 0], [True, False])
-    only_pos, _ = bank.click_centroids(features, pos, (32, 32), ClickMemory())
-    with_neg, memory = bank.click_centroids(features, both, (32, 32), ClickMemory())
+    only_pos = _by_class(bank.click_centroids(features, pos, (32, 32), ClickMemory())[0])
+    placed, memory = bank.click_centroids(features, both, (32, 32), ClickMemory())
+    with_neg = _by_class(placed)
     torch.testing.assert_close(only_pos[0], with_neg[0])  # zero-initialised negative branch
     assert 0 in memory.negative
     with_neg[0].sum().backward()
     assert bank.negative_ffn.layers[-1].weight.grad.abs().sum() > 0  # ... but it receives gradient
     negative_only, _ = bank.click_centroids(features, _clicks([[28.0, 28.0]], [0], [False]), (32, 32), ClickMemory())
-    assert negative_only == {}
+    assert negative_only == []
+
+
+def test_each_click_takes_its_own_slot_and_the_count_carries_over_rounds():
+    bank = _bank(slots="per_click", per_class=3)
+    features = torch.randn(6, 8, 8)
+    first, memory = bank.click_centroids(features, _clicks([[3.0, 3.0], [9.0, 9.0], [5.0, 5.0]], [1, 1, 2]),
+                                         (32, 32), ClickMemory())
+    assert [(c.slot, c.class_index) for c in first] == [(3, 1), (4, 1), (6, 2)]  # class k's slots are 3k..3k+2
+    second, memory = bank.click_centroids(features, _clicks([[7.0, 7.0], [1.0, 1.0]], [1, 1], [False, True]),
+                                          (32, 32), memory)
+    assert [c.slot for c in second] == [5, 3]  # the 3rd and 4th click of class 1: slot 5, then the oldest again
+    assert memory.count == {1: 4, 2: 1}
+    assert not torch.allclose(first[1].centroid, first[0].centroid)  # Eq. 8: the second click adds to the first
+    shared, _ = _bank(slots="shared", per_class=3).click_centroids(
+        features, _clicks([[3.0, 3.0], [9.0, 9.0]], [1, 1]), (32, 32), ClickMemory())
+    assert [c.slot for c in shared] == [3]
+
+
+def _identity_bank(norm: str) -> CentroidBank:
+    bank = _bank(slots="per_click", per_class=4, hidden_dim=6, feature_norm=norm)
+    bank.positive_ffn = nn.Identity()  # the centroid is then the Eq. 8 feature itself
+    return bank
+
+
+def test_eq8_unnormalised_and_normalised_give_their_closed_forms():
+    features = torch.randn(6, 8, 8)
+    coords = [[3.0, 3.0], [9.0, 20.0], [30.0, 5.0]]
+    sampled = sample_features(features, torch.tensor(coords), (32, 32))
+    beta = 0.8
+    weights = [beta ** 2, beta, 1.0]
+    raw = sum(w * f for w, f in zip(weights, sampled))
+    placed, _ = _identity_bank("none").click_centroids(features, _clicks(coords, [0, 0, 0]), (32, 32), ClickMemory())
+    torch.testing.assert_close(placed[-1].centroid, raw)
+    placed, memory = _identity_bank("weights").click_centroids(features, _clicks(coords, [0, 0, 0]), (32, 32),
+                                                                ClickMemory())
+    torch.testing.assert_close(placed[-1].centroid, raw / sum(weights))
+    assert memory.positive_weight[0] == sum(weights)
+    torch.testing.assert_close(placed[0].centroid, sampled[0])  # one click: the mean is the feature itself
 
 
 def test_propagation_passes_exactly_the_kept_slots():

@@ -22,12 +22,20 @@ class ClickSettings:
     max_extra: int = 2
     negative_prob: float = 0.5
     negative_band: int = 10
+    error_prob: float = 0.0
+    error_max_rounds: int = 3
 
     @classmethod
     def from_cfg(cls, cfg) -> "ClickSettings":
         c = cfg.INPUT.VOLUME.CLICKS
         return cls(float(c.INTERACTIVE_PROB), float(c.INTERIOR_FRACTION), int(c.MAX_EXTRA),
-                   float(c.NEGATIVE_PROB), int(c.NEGATIVE_BAND))
+                   float(c.NEGATIVE_PROB), int(c.NEGATIVE_BAND), float(c.ERROR_PROB), int(c.ERROR_MAX_ROUNDS))
+
+    def error_rounds(self, rng: np.random.Generator) -> int:
+        """Error-driven rounds for one clip: 0 with probability ``1 - error_prob``, else uniform in 0..max."""
+        if self.error_prob <= 0 or rng.random() >= self.error_prob:
+            return 0
+        return int(rng.integers(0, self.error_max_rounds + 1))
 
 
 def border_distance(mask: np.ndarray) -> np.ndarray:

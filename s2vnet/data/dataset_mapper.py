@@ -9,6 +9,7 @@ Output (the structure the model consumes)::
       "case_id": str, "dataset_name": str,
       "slice_indices": [z_0, z_1, z_2],       # in decoding order (ascending or descending)
       "interactive_classes": int64 (M,),      # class indices trained from clicks in this clip
+      "error_rounds": int,                    # error-driven click rounds the model runs first (CLICKS.ERROR_*)
       "slices": [                             # one entry per slice, in decoding order
         {
           "image": uint8 (1, H, W),           # normalised slice, [0, 255], padding = PAD_VALUE
@@ -101,6 +102,7 @@ class VolumeDatasetMapper:
             "dataset_name": dataset_dict.get("dataset_name", ""),
             "slice_indices": [int(z) for z in indices],
             "interactive_classes": torch.as_tensor(interactive, dtype=torch.int64),
+            "error_rounds": self.clicks.error_rounds(rng) if interactive else 0,
             "slices": slices,
         }
 

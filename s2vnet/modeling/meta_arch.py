@@ -17,6 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from s2vnet.modeling.criterion import SetCriterion
+from s2vnet.modeling.error_clicks import largest_error_click
 from s2vnet.modeling.interaction import CentroidBank
 from s2vnet.modeling.pixel_decoder import build_pixel_decoder
 from s2vnet.modeling.propagation import PropagationState, RecurrentAggregator, next_state
@@ -44,7 +45,8 @@ class S2VNet(nn.Module):
     def __init__(self, *, backbone: nn.Module, pixel_decoder: nn.Module, decoder: nn.Module, bank: CentroidBank,
                  aggregator: RecurrentAggregator | None, criterion: SetCriterion | None, num_classes: int,
                  pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...], propagation: bool = True,
-                 interaction: bool = True, foreground_threshold: float = 0.5, mask_stride: int = 4) -> None:
+                 interaction: bool = True, foreground_threshold: float = 0.5, mask_stride: int = 4,
+                 click_class_score: str = "head", semantic_inference: str = "sum") -> None:
         """
         Args:
             backbone / pixel_decoder / decoder: the slice encoder and the per-slice centroid decoder.
@@ -56,6 +58,8 @@ class S2VNet(nn.Module):
             propagation: pass centroids between slices (Eq. 5-6); interaction: use clicks (Eq. 7).
             foreground_threshold: minimum fused class score for a pixel to be foreground.
             mask_stride: stride of the pixel decoder's mask features (``PIXEL_DECODER.COMMON_STRIDE``).
+            click_class_score: "head" (paper) or "clicked" (``MODEL.S2VNET.CLICK_CLASS_SCORE``).
+            semantic_inference: key of :data:`SEMANTIC_INFERENCE` (``MODEL.S2VNET.SEMANTIC_INFERENCE``).
         """
         super().__init__()
         self.backbone, self.pixel_decoder, self.decoder = backbone, pixel_decoder, decoder
@@ -64,6 +68,12 @@ class S2VNet(nn.Module):
         self.propagation, self.interaction = propagation, interaction
         self.foreground_threshold = foreground_threshold
         self.mask_stride = int(mask_stride)
+        if click_class_score not in CLICK_CLASS_SCORES:
+            raise ValueError(f"unknown CLICK_CLASS_SCORE '{click_class_score}'; known: {', '.join(CLICK_CLASS_SCORES)}")
+        if semantic_inference not in SEMANTIC_INFERENCE:
+            raise ValueError(f"unknown SEMANTIC_INFERENCE '{semantic_inference}'; known: {', '.join(SEMANTIC_INFERENCE)}")
+        self.click_probs = CLICK_CLASS_SCORES[click_class_score]
+        self.combine = SEMANTIC_INFERENCE[semantic_inference]
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
 
@@ -79,6 +89,7 @@ class S2VNet(nn.Module):
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN), "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "propagation": s2v.PROPAGATION, "interaction": s2v.INTERACTION,
             "foreground_threshold": s2v.FOREGROUND_THRESHOLD, "mask_stride": cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE,
+            "click_class_score": s2v.CLICK_CLASS_SCORE, "semantic_inference": s2v.SEMANTIC_INFERENCE,
         }
 
     @property
@@ -120,20 +131,25 @@ class S2VNet(nn.Module):
                      image_hw: tuple[int, int]) -> tuple[dict, PropagationState]:
         """Decode one slice (batch of one) from ``state`` and this slice's clicks.
 
-        Returns the decoder outputs and ``state`` with this slice's click bookkeeping (``click_class``,
-        ``clicks``) updated; call :func:`next_state` (or :meth:`step`) to move on.
+        Returns the decoder outputs (plus ``"click_class"`` (N,) and ``"clicked_here"`` (N,) bool, which slots are
+        click-initialised and which on this slice) and ``state`` with this slice's click bookkeeping updated;
+        call :func:`next_state` (or :meth:`step`) to move on.
         """
         mask_features, multi_scale = features
         queries = torch.where(state.active[:, None], state.centroids, self.bank.query_feat.weight)
         click_class, memory = state.click_class.clone(), state.clicks
+        order = state.click_order.clone() if state.click_order is not None else torch.full_like(click_class, -1)
+        here = torch.zeros_like(state.active)
         if self.interaction and clicks is not None and len(clicks["coords"]):
-            centroids, memory = self.bank.click_centroids(mask_features[0], clicks, image_hw, state.clicks)
+            placed, memory = self.bank.click_centroids(mask_features[0], clicks, image_hw, state.clicks)
             queries = queries.clone()
-            for k, centroid in centroids.items():
-                queries[self.bank.click_slot(k)] = centroid  # Eq. 7: the click initialises a centroid of class k
-                click_class[self.bank.click_slot(k)] = k
+            base = sum(state.clicks.count.values())
+            for i, c in enumerate(placed):
+                queries[c.slot] = c.centroid  # Eq. 7: the click initialises a centroid of its class
+                click_class[c.slot], order[c.slot], here[c.slot] = c.class_index, base + i, True
         outputs = self.decoder(multi_scale, mask_features, queries[None], self.bank.query_pos.weight[None])
-        return outputs, replace(state, click_class=click_class, clicks=memory)
+        outputs.update(click_class=click_class, clicked_here=here)
+        return outputs, replace(state, click_class=click_class, clicks=memory, click_order=order)
 
     def advance(self, state: PropagationState, outputs: dict, keep: torch.Tensor) -> PropagationState:
         """The state for the next slice, given which slots propagate (``keep`` ``(N,)`` bool)."""
@@ -149,18 +165,25 @@ class S2VNet(nn.Module):
         """
         image_hw = image_hw or self.padded_hw(features[0])
         outputs, state = self.decode_slice(features, state, clicks, image_hw)
-        keep = outputs["pred_logits"][0].argmax(-1) != self.num_classes
+        keep = self.class_probabilities(outputs).argmax(-1) != self.num_classes
         return outputs, self.advance(state, outputs, keep)
+
+    def class_probabilities(self, outputs: dict) -> torch.Tensor:
+        """``(N, K+1)`` class probabilities of the slice's centroids, click-initialised ones per CLICK_CLASS_SCORE."""
+        probs = outputs["pred_logits"][0].float().softmax(-1)
+        if "click_class" not in outputs:
+            return probs
+        return self.click_probs(probs, outputs["click_class"], outputs["clicked_here"])
 
     def padded_hw(self, mask_features: torch.Tensor) -> tuple[int, int]:
         """The padded input size ``(H', W')`` of mask features ``(..., H'/stride, W'/stride)``."""
         return tuple(int(s) * self.mask_stride for s in mask_features.shape[-2:])
 
     def class_scores(self, outputs: dict) -> torch.Tensor:
-        """Per-class scores ``(K, h, w)`` at mask resolution: max over centroids of class x mask probability."""
-        probs = outputs["pred_logits"][0].float().softmax(-1)[:, : self.num_classes]  # (N, K)
+        """Per-class scores ``(K, h, w)`` at mask resolution from class x mask probability (SEMANTIC_INFERENCE)."""
+        probs = self.class_probabilities(outputs)[:, : self.num_classes]  # (N, K)
         masks = outputs["pred_masks"][0].float().sigmoid()  # (N, h, w)
-        return torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0)
+        return self.combine(probs, masks)
 
     def post_process(self, scores: torch.Tensor, padded_hw: tuple[int, int],
                      image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,14 +222,15 @@ class S2VNet(nn.Module):
         totals: dict[str, torch.Tensor] = defaultdict(lambda: 0.0)
         count = 0
         for b, clip in enumerate(batched_inputs):
+            clicks = self._error_driven_clicks(batched_inputs, features, b)
             state = self.initial_state()
             for t, piece in enumerate(clip["slices"]):
                 hw = tuple(piece["image"].shape[-2:])
                 outputs, state = self.decode_slice(features.select(self._slice_index(batched_inputs, b, t)), state,
-                                                   piece.get("clicks"), hw)
+                                                   clicks[t], hw)
                 target = {"labels": piece["instances"].gt_classes.to(self.device),
                           "masks": piece["instances"].gt_masks.to(self.device)}
-                forced = forced_pairs(state.click_class, target["labels"])
+                forced = forced_pairs(state.click_class, state.click_order, target["labels"])
                 losses, indices = self.criterion(outputs, [target], forced=[forced])
                 keep = torch.zeros_like(state.active)
                 keep[indices[0][0].to(self.device)] = True  # Eq. 6: matched foreground centroids travel on
@@ -216,21 +240,103 @@ class S2VNet(nn.Module):
                 count += 1
         return {name: value / count for name, value in totals.items()}
 
-    def _infer_clip(self, batched: list[dict], features: SliceFeatures, b: int) -> list[dict]:
+    def _error_driven_clicks(self, batched: list[dict], features: SliceFeatures, b: int) -> list[dict | None]:
+        """The clip's clicks per slice after ``clip["error_rounds"]`` rounds of error-driven clicks.
+
+        Each round decodes the clip without gradient, as inference does, with the clicks so far, and adds one
+        click per interactive class at its largest error (:func:`largest_error_click`). Without error rounds
+        (or interaction) the mapper's clicks are returned unchanged.
+        """
+        clip = batched[b]
+        clicks = [piece.get("clicks") for piece in clip["slices"]]
+        rounds = int(clip.get("error_rounds", 0))
+        classes = [int(k) for k in clip.get("interactive_classes", torch.zeros(0)).tolist()]
+        if not (self.interaction and rounds and classes):
+            return clicks
+        gt = [piece["sem_seg"].numpy() for piece in clip["slices"]]
+        for _ in range(rounds):
+            with torch.no_grad():
+                pred = [labels.cpu().numpy() for labels in self._infer_clip(batched, features, b, clicks, "labels")]
+            for k in classes:
+                found = largest_error_click(pred, gt, k)
+                if found is not None:
+                    t, y, x, positive = found
+                    clicks[t] = _with_click(clicks[t], (y, x), k, positive)
+        return clicks
+
+    def _infer_clip(self, batched: list[dict], features: SliceFeatures, b: int,
+                    clicks: list[dict | None] | None = None, only: str | None = None) -> list:
+        """Decode clip ``b`` in order with the inference propagation rule.
+
+        Args:
+            clicks: per slice, the clicks to inject (default: each slice's own ``"clicks"``).
+            only: return just this key of each slice's result (``"labels"`` or ``"scores"``).
+
+        Returns:
+            Per slice ``{"scores": (K, H, W), "labels": (H, W)}`` (or the ``only`` value).
+        """
         clip, state, results = batched[b], self.initial_state(), []
         for t, piece in enumerate(clip["slices"]):
             hw = tuple(piece["image"].shape[-2:])
-            outputs, state = self.step(features.select(self._slice_index(batched, b, t)), state, piece.get("clicks"), hw)
+            given = clicks[t] if clicks is not None else piece.get("clicks")
+            outputs, state = self.step(features.select(self._slice_index(batched, b, t)), state, given, hw)
             scores, labels = self.post_process(self.class_scores(outputs), self.padded_hw(outputs["pred_masks"]), hw)
-            results.append({"scores": scores, "labels": labels})
+            result = {"scores": scores, "labels": labels}
+            results.append(result[only] if only else result)
         return results
 
 
-def forced_pairs(click_class: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``(F, 2)`` (slot, target index) for click-initialised slots; target -1 where the class is absent."""
-    slots = torch.nonzero(click_class >= 0).flatten()
+def _with_click(clicks: dict | None, yx: tuple[int, int], class_index: int, positive: bool) -> dict:
+    """A slice's click tensors with one more click (a new dict; ``clicks`` may be None)."""
+    if clicks is None:
+        clicks = {"coords": torch.zeros((0, 2)), "classes": torch.zeros(0, dtype=torch.long),
+                  "positive": torch.zeros(0, dtype=torch.bool)}
+    coords = clicks["coords"]
+    return {"coords": torch.cat([coords, torch.tensor([yx], dtype=coords.dtype, device=coords.device)]),
+            "classes": torch.cat([clicks["classes"], clicks["classes"].new_tensor([class_index])]),
+            "positive": torch.cat([clicks["positive"], clicks["positive"].new_tensor([positive])])}
+
+
+def forced_pairs(click_class: torch.Tensor, click_order: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(F, 2)`` (slot, target index) for the newest click-initialised slot of each clicked class.
+
+    Target -1 where the class is absent on the slice. Older click slots of a class are left to the Hungarian
+    search (one target cannot be forced onto two slots).
+    """
+    newest: dict[int, tuple[int, int]] = {}
+    for slot, (k, order) in enumerate(zip(click_class.tolist(), click_order.tolist())):
+        if k >= 0 and order >= newest.get(k, (-2, -1))[0]:
+            newest[k] = (order, slot)
     pairs = []
-    for slot in slots.tolist():
-        hits = torch.nonzero(labels == click_class[slot]).flatten()
+    for k, (_, slot) in sorted(newest.items()):
+        hits = torch.nonzero(labels == k).flatten()
         pairs.append((slot, int(hits[0]) if len(hits) else -1))
     return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+
+
+def _head_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
+    return probs  # paper: the class head decides for every centroid
+
+
+def _clicked_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
+    """Click slots keep only their clicked class or no-object (all foreground mass to the clicked class); on the
+    clicked slice itself the slot is its class."""
+    clicked = click_class >= 0
+    if not bool(clicked.any()):
+        return probs
+    num_fg = probs.shape[1] - 1
+    k = click_class.clamp(min=0)
+    as_clicked = torch.zeros_like(probs)
+    as_clicked[:, num_fg] = torch.where(here, torch.zeros_like(probs[:, num_fg]), probs[:, num_fg])
+    as_clicked.scatter_(1, k[:, None], (1 - as_clicked[:, num_fg])[:, None])
+    return torch.where(clicked[:, None], as_clicked, probs)
+
+
+# MODEL.S2VNET.CLICK_CLASS_SCORE -> fn(probs (N, K+1), click_class (N,), clicked_here (N,)) -> probs (N, K+1)
+CLICK_CLASS_SCORES = {"head": _head_probs, "clicked": _clicked_probs}
+
+# MODEL.S2VNET.SEMANTIC_INFERENCE -> fn(class probs (N, K), mask probs (N, h, w)) -> scores (K, h, w)
+SEMANTIC_INFERENCE = {
+    "sum": lambda probs, masks: torch.einsum("nk,nhw->khw", probs, masks),  # Mask2Former's semantic inference
+    "max": lambda probs, masks: torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0),
+}

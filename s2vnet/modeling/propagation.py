@@ -27,6 +27,8 @@ class PropagationState:
         click_class: ``(N,)`` int64, the class a slot was click-initialised for (-1: none); kept while
             the slot propagates, so training can force its match.
         clicks: Eq. 8 accumulators of the clicks seen so far.
+        click_order: ``(N,)`` int64, when the slot's click came (a running count; -1: none): training forces
+            the newest click slot of a class onto that class's target.
     """
 
     centroids: torch.Tensor
@@ -35,13 +37,15 @@ class PropagationState:
     history_valid: torch.Tensor
     click_class: torch.Tensor
     clicks: ClickMemory = field(default_factory=ClickMemory)
+    click_order: torch.Tensor | None = None
 
     @classmethod
     def empty(cls, num_slots: int, dim: int, device: torch.device | str = "cpu") -> "PropagationState":
         """The state before the first slice: nothing propagated, no history, no clicks."""
         zeros = torch.zeros(num_slots, dim, device=device)
         none = torch.zeros(num_slots, dtype=torch.bool, device=device)
-        return cls(zeros, none, zeros.clone(), none.clone(), torch.full((num_slots,), -1, dtype=torch.long, device=device))
+        minus_one = torch.full((num_slots,), -1, dtype=torch.long, device=device)
+        return cls(zeros, none, zeros.clone(), none.clone(), minus_one, click_order=minus_one.clone())
 
 
 class RecurrentAggregator(nn.Module):
@@ -101,6 +105,7 @@ def next_state(state: PropagationState, centroids: torch.Tensor, keep: torch.Ten
         history = aggregator.write(state.history, state.history_valid, centroids)  # H_t (Eq. 10)
         history_valid = keep
     zeros = torch.zeros_like(init)
+    order = state.click_order if state.click_order is not None else torch.full_like(click_class, -1)
     return replace(
         state,
         centroids=torch.where(keep[:, None], init, zeros),
@@ -108,4 +113,5 @@ def next_state(state: PropagationState, centroids: torch.Tensor, keep: torch.Ten
         history=torch.where(keep[:, None], history, zeros),
         history_valid=history_valid.clone() & keep,
         click_class=torch.where(keep, click_class, torch.full_like(click_class, -1)),
+        click_order=torch.where(keep, order, torch.full_like(order, -1)),
     )
