@@ -8,7 +8,8 @@ from synthetic import phantom_clip, tiny_model
 from s2vnet.data.click_simulation import ClickSettings
 from s2vnet.inference.volume import ROUND_FUSIONS
 from s2vnet.modeling.error_clicks import largest_error_click
-from s2vnet.modeling.meta_arch import SEMANTIC_INFERENCE, forced_pairs
+from s2vnet.modeling.meta_arch import forced_pairs
+from s2vnet.modeling.semantic import SEMANTIC_INFERENCE
 
 
 def _outputs(logits, masks, click_class, here) -> dict:

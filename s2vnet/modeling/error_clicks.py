@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 
-__all__ = ["largest_error_click"]
+__all__ = ["largest_error_click", "with_click"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -54,3 +55,14 @@ def largest_error_click(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], cl
     distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(distance.argmax()), distance.shape)
     return t, int(y), int(x), bool(np.asarray(gt[t])[y, x] == class_index + 1)
+
+
+def with_click(clicks: dict | None, yx: tuple[int, int], class_index: int, positive: bool) -> dict:
+    """A slice's click tensors with one more click (a new dict; ``clicks`` may be None)."""
+    if clicks is None:
+        clicks = {"coords": torch.zeros((0, 2)), "classes": torch.zeros(0, dtype=torch.long),
+                  "positive": torch.zeros(0, dtype=torch.bool)}
+    coords = clicks["coords"]
+    return {"coords": torch.cat([coords, torch.tensor([yx], dtype=coords.dtype, device=coords.device)]),
+            "classes": torch.cat([clicks["classes"], clicks["classes"].new_tensor([class_index])]),
+            "positive": torch.cat([clicks["positive"], clicks["positive"].new_tensor([positive])])}

@@ -17,10 +17,11 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from s2vnet.modeling.criterion import SetCriterion
-from s2vnet.modeling.error_clicks import largest_error_click
+from s2vnet.modeling.error_clicks import largest_error_click, with_click
 from s2vnet.modeling.interaction import CentroidBank
 from s2vnet.modeling.pixel_decoder import build_pixel_decoder
 from s2vnet.modeling.propagation import PropagationState, RecurrentAggregator, next_state
+from s2vnet.modeling.semantic import CLICK_CLASS_SCORES, SEMANTIC_INFERENCE
 from s2vnet.modeling.transformer_decoder import build_transformer_decoder
 
 __all__ = ["S2VNet", "SliceFeatures"]
@@ -261,7 +262,7 @@ class S2VNet(nn.Module):
                 found = largest_error_click(pred, gt, k)
                 if found is not None:
                     t, y, x, positive = found
-                    clicks[t] = _with_click(clicks[t], (y, x), k, positive)
+                    clicks[t] = with_click(clicks[t], (y, x), k, positive)
         return clicks
 
     def _infer_clip(self, batched: list[dict], features: SliceFeatures, b: int,
@@ -286,17 +287,6 @@ class S2VNet(nn.Module):
         return results
 
 
-def _with_click(clicks: dict | None, yx: tuple[int, int], class_index: int, positive: bool) -> dict:
-    """A slice's click tensors with one more click (a new dict; ``clicks`` may be None)."""
-    if clicks is None:
-        clicks = {"coords": torch.zeros((0, 2)), "classes": torch.zeros(0, dtype=torch.long),
-                  "positive": torch.zeros(0, dtype=torch.bool)}
-    coords = clicks["coords"]
-    return {"coords": torch.cat([coords, torch.tensor([yx], dtype=coords.dtype, device=coords.device)]),
-            "classes": torch.cat([clicks["classes"], clicks["classes"].new_tensor([class_index])]),
-            "positive": torch.cat([clicks["positive"], clicks["positive"].new_tensor([positive])])}
-
-
 def forced_pairs(click_class: torch.Tensor, click_order: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``(F, 2)`` (slot, target index) for the newest click-initialised slot of each clicked class.
 
@@ -312,31 +302,3 @@ def forced_pairs(click_class: torch.Tensor, click_order: torch.Tensor, labels: t
         hits = torch.nonzero(labels == k).flatten()
         pairs.append((slot, int(hits[0]) if len(hits) else -1))
     return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
-
-
-def _head_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
-    return probs  # paper: the class head decides for every centroid
-
-
-def _clicked_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
-    """Click slots keep only their clicked class or no-object (all foreground mass to the clicked class); on the
-    clicked slice itself the slot is its class."""
-    clicked = click_class >= 0
-    if not bool(clicked.any()):
-        return probs
-    num_fg = probs.shape[1] - 1
-    k = click_class.clamp(min=0)
-    as_clicked = torch.zeros_like(probs)
-    as_clicked[:, num_fg] = torch.where(here, torch.zeros_like(probs[:, num_fg]), probs[:, num_fg])
-    as_clicked.scatter_(1, k[:, None], (1 - as_clicked[:, num_fg])[:, None])
-    return torch.where(clicked[:, None], as_clicked, probs)
-
-
-# MODEL.S2VNET.CLICK_CLASS_SCORE -> fn(probs (N, K+1), click_class (N,), clicked_here (N,)) -> probs (N, K+1)
-CLICK_CLASS_SCORES = {"head": _head_probs, "clicked": _clicked_probs}
-
-# MODEL.S2VNET.SEMANTIC_INFERENCE -> fn(class probs (N, K), mask probs (N, h, w)) -> scores (K, h, w)
-SEMANTIC_INFERENCE = {
-    "sum": lambda probs, masks: torch.einsum("nk,nhw->khw", probs, masks),  # Mask2Former's semantic inference
-    "max": lambda probs, masks: torch.einsum("nk,nhw->nkhw", probs, masks).amax(dim=0),
-}
