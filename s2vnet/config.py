@@ -196,8 +196,12 @@ def _add_test(test: CN) -> None:
     test.NSD_TOLERANCE_MM = [2.0]
     # HD95 in mm scored when a class is missing in exactly one of prediction and ground truth (WORD: 50).
     test.EMPTY_HD95 = 50.0
-    # How refinement rounds combine per class: "max" (paper Eq. 9) or "latest" (the newest round of a clicked class wins).
+    # How refinement rounds combine per class: "max" (paper Eq. 9) or "latest" (on the slices the round reached, the
+    # newest round of a clicked class wins, so a correction can also remove).
     test.ROUND_FUSION = "max"
+    # What a refinement round predicts for a clicked class: "click" (paper Eq. 9: M_k^r x c_k^r of the centroids
+    # its clicks initialised, followed through the volume) or "all" (the round's whole decoding, every centroid).
+    test.ROUND_SCORES = "click"
     # Seed of the click simulation's tie-breaking during evaluation.
     test.CLICK_SEED = 0
     # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.

@@ -40,6 +40,17 @@ def test_a_propagated_click_slot_is_its_class_or_nothing():
     assert model.class_probabilities(on_the_clicked_slice)[0, 0] == 1.0
 
 
+def test_a_round_contributes_only_its_click_centroids_with_click_round_scores():
+    masks = np.full((3, 2, 2), -10.0)
+    masks[0] = 10.0  # slot 0: an automatic centroid of class 1 covering the slice
+    masks[1, 0, 0] = 10.0  # slot 1: the click centroid of class 0, one pixel
+    outputs = _outputs([[-9.0, 9.0, -9.0], [9.0, -9.0, -9.0], [0.0, 0.0, 9.0]], masks, [-1, 0, -1], [False, True, False])
+    model = tiny_model()
+    scores, reached = model.click_scores(outputs)
+    assert reached.tolist() == [True, False]  # class 1 has no click centroid on this slice
+    assert scores[0, 0, 0] > 0.99 and scores[0, 1, 1] < 0.01 and scores[1].max() == 0.0
+
+
 def test_semantic_inference_sums_or_takes_the_best_centroid():
     probs = torch.tensor([[0.4, 0.0], [0.4, 0.0]])
     masks = torch.ones(2, 1, 1)
@@ -52,8 +63,11 @@ def test_only_the_latest_fusion_lets_a_round_remove_a_region():
     fused[0, 0, 0, 0] = 0.9  # a false positive of class 0
     round_scores = fused.clone()
     round_scores[0, 0, 0, 0] = 0.1  # the round after a negative click there
-    assert ROUND_FUSIONS["max"](fused, round_scores, [0])[0, 0, 0, 0] == 0.9  # Eq. 9 can only add
-    assert ROUND_FUSIONS["latest"](fused, round_scores, [0])[0, 0, 0, 0] == torch.tensor(0.1)
+    reached = torch.ones(2, 1, dtype=torch.bool)
+    assert ROUND_FUSIONS["max"](fused, round_scores, [0], reached)[0, 0, 0, 0] == 0.9  # Eq. 9 can only add
+    assert ROUND_FUSIONS["latest"](fused, round_scores, [0], reached)[0, 0, 0, 0] == torch.tensor(0.1)
+    unreached = torch.zeros(2, 1, dtype=torch.bool)  # where the round's click centroid never got, nothing changes
+    assert ROUND_FUSIONS["latest"](fused, round_scores, [0], unreached)[0, 0, 0, 0] == torch.tensor(0.9)
 
 
 def test_error_click_goes_to_the_largest_error_with_the_right_sign():

@@ -66,19 +66,23 @@ class VolumeFeatures:
         return SliceFeatures(self.mask_features[z:z + 1].to(dtype), [f[z:z + 1].to(dtype) for f in self.multi_scale])
 
 
-def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
+def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int], reached: torch.Tensor) -> torch.Tensor:
     return torch.maximum(fused, new)
 
 
-def _fuse_latest(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int]) -> torch.Tensor:
+def _fuse_latest(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int], reached: torch.Tensor) -> torch.Tensor:
     out = fused.clone()
     for k in clicked:
-        out[k] = new[k]
+        out[k, reached[k]] = new[k, reached[k]]
     return out
 
 
-# TEST.S2VNET.ROUND_FUSION -> fn(fused (K, Z, h, w), round scores (K, Z, h, w), clicked classes) -> fused
+# TEST.S2VNET.ROUND_FUSION -> fn(fused (K, Z, h, w), round scores (K, Z, h, w), clicked classes, reached (K, Z) bool)
+# -> fused; ``reached`` marks the slices where the round has a prediction for the class.
 ROUND_FUSIONS: dict[str, Callable] = {"max": _fuse_max, "latest": _fuse_latest}
+
+# TEST.S2VNET.ROUND_SCORES: what a refinement round predicts for a clicked class (see VolumeInference.sweep).
+ROUND_SCORES = ("click", "all")
 
 
 @dataclass
@@ -94,7 +98,8 @@ class VolumeInference:
     """Drives a trained :class:`S2VNet` over whole volumes."""
 
     def __init__(self, model: S2VNet, slice_batch_size: int = 16, round_fusion: str = "max",
-                 feature_dtype: torch.dtype | None = None, progress: bool = False, budget_mb: float = 0.0) -> None:
+                 feature_dtype: torch.dtype | None = None, progress: bool = False, budget_mb: float = 0.0,
+                 round_scores: str = "click") -> None:
         """
         Args:
             model: the network (put in eval mode here).
@@ -102,6 +107,8 @@ class VolumeInference:
             budget_mb: if > 0, encode as many slices per batch as fit this activation budget
                 (:func:`activation_mb_per_slice`), between 1 and ``slice_batch_size``.
             round_fusion: key of :data:`ROUND_FUSIONS`.
+            round_scores: one of :data:`ROUND_SCORES`: "click" (paper Eq. 9: a round contributes the prediction of
+                its click-initialised centroids) or "all" (the round's whole decoding, every centroid).
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
         """
@@ -110,6 +117,9 @@ class VolumeInference:
         self.model = model.eval()
         self.slice_batch_size = max(1, int(slice_batch_size))
         self.fuse = ROUND_FUSIONS[round_fusion]
+        if round_scores not in ROUND_SCORES:
+            raise ValueError(f"unknown round scores '{round_scores}'; known: {', '.join(ROUND_SCORES)}")
+        self.round_scores = round_scores
         on_gpu = model.device.type == "cuda"
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
@@ -117,9 +127,10 @@ class VolumeInference:
 
     @classmethod
     def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> "VolumeInference":
-        """Engine with ``TEST.S2VNET.{SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB}``."""
+        """Engine with ``TEST.S2VNET.{SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES}``."""
         test = cfg.TEST.S2VNET
-        return cls(model, test.SLICE_BATCH_SIZE, test.ROUND_FUSION, progress=progress, budget_mb=test.ENCODE_BUDGET_MB)
+        return cls(model, test.SLICE_BATCH_SIZE, test.ROUND_FUSION, progress=progress, budget_mb=test.ENCODE_BUDGET_MB,
+                   round_scores=test.ROUND_SCORES)
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
         """Slices per encode batch: the fixed size, or what fits the budget for slices of ``slice_hw``."""
@@ -152,24 +163,34 @@ class VolumeInference:
 
     @torch.no_grad()
     def sweep(self, features: VolumeFeatures, order: Sequence[int], clicks: dict[int, dict] | None = None,
-              memory: ClickMemory | None = None, desc: str = "decode",
-              report: ProgressFn | None = None) -> tuple[torch.Tensor, ClickMemory]:
-        """Decode slices in ``order`` carrying the state; returns scores ``(K, Z, h, w)`` and the click memory.
+              memory: ClickMemory | None = None, desc: str = "decode", report: ProgressFn | None = None,
+              click_only: bool = False) -> tuple[torch.Tensor, ClickMemory, torch.Tensor]:
+        """Decode slices in ``order`` carrying the state.
 
         Args:
             clicks: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}`` injected on slice z.
             memory: Eq. 8 accumulators from earlier rounds.
+            click_only: score only the click-initialised centroids (:meth:`S2VNet.click_scores`) instead of all.
+
+        Returns:
+            ``(scores (K, Z, h, w), click memory, reached (K, Z) bool)``; ``reached`` says where a class has a
+            prediction (every visited slice, or with ``click_only`` the slices a click slot of the class reached).
         """
         h, w = features.mask_features.shape[-2:]
-        scores = torch.zeros(self.num_classes, len(features), h, w, device=features.mask_features.device)  # unvisited: 0
+        device = features.mask_features.device
+        scores = torch.zeros(self.num_classes, len(features), h, w, device=device)  # unvisited: 0
+        reached = torch.zeros(self.num_classes, len(features), dtype=torch.bool, device=device)
         state = self.model.initial_state()
         if memory is not None:
             state.clicks = memory
         dtype = self._decoder_dtype()
         for z in _steps(order, desc, "slice", self.progress, report):
             outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
-            scores[:, z] = self.model.class_scores(outputs)
-        return scores, state.clicks
+            if click_only:
+                scores[:, z], reached[:, z] = self.model.click_scores(outputs)
+            else:
+                scores[:, z], reached[:, z] = self.model.class_scores(outputs), True
+        return scores, state.clicks, reached
 
     def automatic(self, features: VolumeFeatures, report: ProgressFn | None = None) -> torch.Tensor:
         """Scores ``(K, Z, h, w)`` of automatic segmentation, first slice to last."""
@@ -192,17 +213,23 @@ class VolumeInference:
             return state
         by_slice = group_clicks(clicks, features.mask_features.device)
         lo_all, hi_all = min(c.slice_index for c in clicks), max(c.slice_index for c in clicks)
-        forward, memory = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report)
-        backward, _ = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report)
+        only = self.round_scores == "click"
+        forward, memory, reach_f = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory,
+                                              "clicks forward", report, only)
+        backward, _, reach_b = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward",
+                                          report, only)
         clicked = sorted({c.class_index for c in clicks})
         round_scores = state.fused.clone()
+        reached = torch.zeros_like(reach_f)
         for k in clicked:
             zs = [c.slice_index for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
-            round_scores[k, :lo] = backward[k, :lo]
-            round_scores[k, hi + 1:] = forward[k, hi + 1:]
+            round_scores[k, :lo], reached[k, :lo] = backward[k, :lo], reach_b[k, :lo]
+            round_scores[k, hi + 1:], reached[k, hi + 1:] = forward[k, hi + 1:], reach_f[k, hi + 1:]
             round_scores[k, lo:hi + 1] = torch.maximum(forward[k, lo:hi + 1], backward[k, lo:hi + 1])
-        return InteractionState(self.fuse(state.fused, round_scores, clicked), memory, state.rounds + 1)
+            reached[k, lo:hi + 1] = reach_f[k, lo:hi + 1] | reach_b[k, lo:hi + 1]
+        fused = self.fuse(state.fused, round_scores, clicked, reached)
+        return InteractionState(fused, memory, state.rounds + 1)
 
     def labels(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
         """Fused scores ``(K, Z, h, w)`` -> uint8 labels ``(Z, Y, X)`` (0 = background, c + 1 = class c)."""

@@ -186,6 +186,19 @@ class S2VNet(nn.Module):
         masks = outputs["pred_masks"][0].float().sigmoid()  # (N, h, w)
         return self.combine(probs, masks)
 
+    def click_scores(self, outputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The click-initialised centroids' own predictions (Eq. 9's ``M_k^r * c_k^r``) at mask resolution.
+
+        Returns:
+            ``(scores (K, h, w), reached (K,) bool)``: per class, the best click slot of that class (its class-k
+            probability x its mask probability; 0 where the class has no live click slot) and whether it has one.
+        """
+        probs = self.class_probabilities(outputs)[:, : self.num_classes]  # (N, K)
+        masks = outputs["pred_masks"][0].float().sigmoid()  # (N, h, w)
+        own = outputs["click_class"][:, None] == torch.arange(self.num_classes, device=probs.device)[None]  # (N, K)
+        scores = torch.einsum("nk,nhw->nkhw", probs * own, masks).amax(dim=0)
+        return scores, own.any(dim=0)
+
     def post_process(self, scores: torch.Tensor, padded_hw: tuple[int, int],
                      image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-resolution scores ``(K, h, w)`` -> full-resolution scores ``(K, H, W)`` and labels ``(H, W)``.
