@@ -126,3 +126,21 @@ def test_negative_clicks_on_absent_classes_and_clicks_on_empty_slices_just_work(
         state = engine.interactive_round(features, state, [Click(0, (z, 20.0, 20.0), "working")])
     assert state.memory.count == {1: 1, 0: 4} and state.rounds == 5
     assert engine.labels(state.fused, features.image_hw, features.padded_hw).shape == (4, 40, 36)
+
+
+def test_click_obedience_counts_clicks_that_got_what_they_asked_for():
+    import importlib.util
+    from pathlib import Path
+
+    from s2vnet.data.clicks import Click
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "click_obedience.py"
+    spec = importlib.util.spec_from_file_location("click_obedience", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    labels = np.zeros((2, 4, 4), np.uint8)
+    labels[0, 1, 1] = 1
+    clicks = [Click(0, (0, 1, 1), "working"), Click(0, (1, 2, 2), "working"),  # obeyed, not obeyed
+              Click(1, (0, 3, 3), "working", positive=False), Click(0, (0, 1, 1), "working", positive=False)]
+    counts = tool.obedience({"rounds": [labels], "clicks": [clicks]})
+    assert counts == {(0, True, True): 1, (0, True, False): 1, (1, False, True): 1, (0, False, False): 1}
