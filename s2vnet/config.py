@@ -27,6 +27,18 @@ def _add_volume_io(vol: CN) -> None:
     vol.CACHE_DIR = ".cache/s2vnet_slices"
 
 
+def _add_limits(vol: CN) -> None:
+    # Largest voxel count a scan's header may declare, checked before any voxel is read (2**29 = a
+    # 512 x 512 x 2048 CT); a bigger scan is refused with a message naming this key.
+    vol.MAX_VOXELS = 2**29
+    # Largest working grid (slices x resampled rows x columns) after in-plane resampling to TARGET_SPACING,
+    # checked before it is allocated (a few-byte header with 400 mm voxels would otherwise ask for gigabytes).
+    vol.MAX_RESAMPLED_VOXELS = 2**29
+    # Plausible voxel size in mm, (min, max), for every axis; scans and array inputs outside it are refused
+    # (0, negative, 1e-3 mm or 400 mm voxels come from broken headers and give empty or absurd grids).
+    vol.SPACING_RANGE = (0.01, 100.0)
+
+
 def _add_sampling(vol: CN) -> None:
     # Number of slices the mapper samples from one volume for one training clip (paper: 3).
     vol.NUM_SLICES = 3
@@ -215,6 +227,7 @@ def add_s2vnet_config(cfg: CN) -> None:
     """
     vol = cfg.INPUT.VOLUME = CN()
     _add_volume_io(vol)
+    _add_limits(vol)
     _add_sampling(vol)
     _add_clicks(vol)
     cfg.MODEL.S2VNET = CN()
