@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 from unittest import mock
 
+import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
 import detectron2.engine.defaults
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -34,7 +35,6 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import s2vnet  # noqa: F401  (registers datasets and model components)
 from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
