@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 from unittest import mock
 
+import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
 import detectron2.engine.defaults
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -34,12 +35,13 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import s2vnet  # noqa: F401  (registers datasets and model components)
 from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
 from s2vnet.evaluation.runner import evaluate_dataset
 from s2vnet.inference.checkpoint import load_weights
+from s2vnet.utils.atomic import remove_leftovers
+from s2vnet.utils.checkpointer import AtomicCheckpointer
 
 OPTIMIZERS = {"ADAMW": torch.optim.AdamW, "SGD": torch.optim.SGD}
 
@@ -85,8 +87,10 @@ class Trainer(DefaultTrainer):
         # choices: create_ddp_model(model, broadcast_buffers=False), which gives DDP device_ids=[local rank]
         # (rejected for a CPU/gloo model) and never finds unused parameters, and AMPTrainer whenever
         # SOLVER.AMP.ENABLED (it needs CUDA). So AMP is turned off on the CPU, and Detectron2's module-level
-        # create_ddp_model is swapped for the config-aware one only while the parent constructor runs.
-        with mock.patch.object(detectron2.engine.defaults, "create_ddp_model", ddp_wrapper(cfg)):
+        # create_ddp_model is swapped for the config-aware one only while the parent constructor runs; so is its
+        # DetectionCheckpointer, for one that writes checkpoints atomically (a kill never leaves a partial file).
+        with mock.patch.object(detectron2.engine.defaults, "create_ddp_model", ddp_wrapper(cfg)), \
+                mock.patch.object(detectron2.engine.defaults, "DetectionCheckpointer", AtomicCheckpointer):
             super().__init__(without_amp_on_cpu(cfg))
 
     @classmethod
@@ -161,6 +165,9 @@ def setup(args):
     cfg.freeze()
     check_classes(cfg)
     default_setup(cfg, args)
+    if comm.is_main_process():  # .tmp-* files of writes a killed run did not finish (checkpoints, evaluation)
+        remove_leftovers(cfg.OUTPUT_DIR, recursive=False)
+        remove_leftovers(Path(cfg.OUTPUT_DIR) / "inference")
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="s2vnet")
     return cfg
 

@@ -8,6 +8,9 @@ defaults (``DATASETS.*``, ``DATALOADER.*``, ``MODEL.RESNETS.*``, ``SOLVER.*``, `
 """
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 from detectron2.config import CfgNode as CN
 
 
@@ -25,6 +28,18 @@ def _add_volume_io(vol: CN) -> None:
     vol.TARGET_SPACING = (1.0, 1.0)
     # Folder of the preprocessed, memory-mapped slice cache (one sub-folder per dataset).
     vol.CACHE_DIR = ".cache/s2vnet_slices"
+
+
+def _add_limits(vol: CN) -> None:
+    # Largest voxel count a scan's header may declare, checked before any voxel is read (2**29 = a
+    # 512 x 512 x 2048 CT); a bigger scan is refused with a message naming this key.
+    vol.MAX_VOXELS = 2**29
+    # Largest working grid (slices x resampled rows x columns) after in-plane resampling to TARGET_SPACING,
+    # checked before it is allocated (a few-byte header with 400 mm voxels would otherwise ask for gigabytes).
+    vol.MAX_RESAMPLED_VOXELS = 2**29
+    # Plausible voxel size in mm, (min, max), for every axis; scans and array inputs outside it are refused
+    # (0, negative, 1e-3 mm or 400 mm voxels come from broken headers and give empty or absurd grids).
+    vol.SPACING_RANGE = (0.01, 100.0)
 
 
 def _add_sampling(vol: CN) -> None:
@@ -230,6 +245,12 @@ def _add_serve(serve: CN) -> None:
     serve.SESSION_TTL_MIN = 60.0
     # Folder for uploaded scans (one private sub-folder per session); "" = the system's temporary folder.
     serve.WORK_DIR = ""
+    # Largest decompressed size of a .nii.gz upload, in MB (decompression-bomb guard; a 512 x 512 x 1000 int16
+    # CT is 500 MB); checked while streaming through the gzip data, before the scan is read.
+    serve.MAX_UNPACKED_MB = 1024.0
+    # Most slices (along the working slice axis) a scan opened in the viewer may have: every slice is encoded
+    # while the model is held, so this bounds how long one request keeps other sessions' steps waiting.
+    serve.MAX_SLICES = 1024
 
 
 def add_s2vnet_config(cfg: CN) -> None:
@@ -240,6 +261,7 @@ def add_s2vnet_config(cfg: CN) -> None:
     """
     vol = cfg.INPUT.VOLUME = CN()
     _add_volume_io(vol)
+    _add_limits(vol)
     _add_sampling(vol)
     _add_clicks(vol)
     cfg.MODEL.S2VNET = CN()
@@ -265,21 +287,26 @@ def get_s2vnet_cfg() -> CN:
 
 
 def setup_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
-    """S2VNet config from an optional YAML file and ``KEY VALUE`` overrides (frozen).
+    """S2VNet config from an optional YAML file and ``KEY VALUE`` overrides (frozen, checked by :func:`check_cfg`).
+
+    The file and its ``_BASE_`` chain are read with ``yaml.safe_load`` only (never Detectron2's fallback to
+    ``yaml.unsafe_load``, which runs code a file asks for).
 
     Raises:
-        InputError: the config file does not exist, or it or an override names an unknown key or a bad value.
+        InputError: one line naming the file: missing, not YAML, not a mapping, a missing or looping ``_BASE_``,
+            a base config used alone (no classes and no datasets), unknown keys or bad values.
     """
-    from pathlib import Path
-
     from s2vnet.errors import InputError
 
     cfg = get_s2vnet_cfg()
-    if config_file and not Path(config_file).is_file():
-        raise InputError(config_file, "no such config file")
     if config_file:
-        _merge(cfg.merge_from_file, config_file, config_file)
+        _check_yaml_chain(Path(config_file))
+        _merge(lambda f: cfg.merge_from_file(f, allow_unsafe=False), config_file, config_file)
     _merge(cfg.merge_from_list, list(opts or []), "command-line overrides")
+    if config_file and not cfg.MODEL.S2VNET.CLASS_NAMES and not cfg.DATASETS.TRAIN and not cfg.DATASETS.TEST:
+        raise InputError(config_file, "names no classes (MODEL.S2VNET.CLASS_NAMES) and no datasets: it is a base "
+                                      "config; use a config whose _BASE_ names it (e.g. configs/btcv/s2vnet_swinb.yaml)")
+    check_cfg(cfg, config_file or "command-line overrides")
     cfg.freeze()
     return cfg
 
@@ -290,5 +317,176 @@ def _merge(merge, what, source: str) -> None:
 
     try:
         merge(what)
-    except (KeyError, ValueError, AssertionError, TypeError) as err:  # how yacs reports bad keys/values
-        raise InputError(source, f"invalid config: {str(err).strip()}") from None
+    except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as err:  # how yacs reports bad keys/values
+        raise InputError(source, f"invalid config: {str(err).strip().splitlines()[0]}") from None
+
+
+def _load_yaml_mapping(path: Path) -> dict:
+    """One config file's top level, read with ``yaml.safe_load``; InputError naming the file otherwise."""
+    import yaml
+
+    from s2vnet.errors import InputError
+
+    if not path.is_file():
+        raise InputError(path, "no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot be read as a text file ({err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        raise InputError(path, f"is not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict) or not data:
+        kind = "an empty file" if data is None else f"a YAML {type(data).__name__}"
+        raise InputError(path, f"is {kind}; a config file is a mapping of config keys (KEY: value)")
+    return data
+
+
+def _check_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """Every file of a ``_BASE_`` chain exists, is safe YAML holding a mapping, and the chain does not loop.
+
+    ``_BASE_`` is resolved as Detectron2 resolves it: ``~`` expanded, relative paths against the file's folder.
+    """
+    from s2vnet.errors import InputError
+
+    base = _load_yaml_mapping(path).get("_BASE_")
+    if base is None:
+        return
+    if not isinstance(base, str) or not base:
+        raise InputError(path, f"_BASE_ must name a config file, got {base!r}")
+    base_path = Path(base).expanduser()
+    base_path = base_path if base_path.is_absolute() else path.parent / base_path
+    if not base_path.is_file():
+        raise InputError(path, f"its _BASE_ '{base}' does not exist ({base_path})")
+    if base_path.resolve() in seen + (path.resolve(),):
+        raise InputError(path, f"its _BASE_ '{base}' leads back to a file already in the chain")
+    _check_yaml_chain(base_path, seen + (path.resolve(),))
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _pair(values) -> tuple[float, float] | None:
+    """``values`` as two finite floats, or None."""
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
+
+def _ct_window(cfg: CN) -> str | None:
+    pair = _pair(cfg.INPUT.VOLUME.CT_WINDOW)
+    if pair is None or pair[0] >= pair[1]:
+        return (f"INPUT.VOLUME.CT_WINDOW {tuple(cfg.INPUT.VOLUME.CT_WINDOW)} must be (low, high) HU with low < high "
+                "(a reversed window blanks every image)")
+    return None
+
+
+def _mri_percentiles(cfg: CN) -> str | None:
+    pair = _pair(cfg.INPUT.VOLUME.MRI_PERCENTILES)
+    if pair is None or not 0 <= pair[0] < pair[1] <= 100:
+        return f"INPUT.VOLUME.MRI_PERCENTILES {tuple(cfg.INPUT.VOLUME.MRI_PERCENTILES)} must be 0 <= low < high <= 100"
+    return None
+
+
+def _spacing_range(cfg: CN) -> str | None:
+    pair = _pair(cfg.INPUT.VOLUME.SPACING_RANGE)
+    if pair is None or not 0 < pair[0] < pair[1]:
+        return f"INPUT.VOLUME.SPACING_RANGE {tuple(cfg.INPUT.VOLUME.SPACING_RANGE)} must be (min, max) mm with 0 < min < max"
+    return None
+
+
+def _target_spacing(cfg: CN) -> str | None:
+    vol = cfg.INPUT.VOLUME
+    target, bounds = _pair(vol.TARGET_SPACING), _pair(vol.SPACING_RANGE) or (0.0, math.inf)
+    if target is None or not all(bounds[0] <= t <= bounds[1] and t > 0 for t in target):
+        return (f"INPUT.VOLUME.TARGET_SPACING {tuple(vol.TARGET_SPACING)} must be two voxel sizes (y, x) in mm "
+                f"within INPUT.VOLUME.SPACING_RANGE {tuple(vol.SPACING_RANGE)}")
+    return None
+
+
+def _size_limits(cfg: CN) -> str | None:
+    vol, serve = cfg.INPUT.VOLUME, cfg.SERVE
+    for key, value in [("INPUT.VOLUME.MAX_VOXELS", vol.MAX_VOXELS), ("INPUT.VOLUME.MAX_RESAMPLED_VOXELS",
+                       vol.MAX_RESAMPLED_VOXELS), ("SERVE.MAX_SLICES", serve.MAX_SLICES),
+                       ("SERVE.MAX_UNPACKED_MB", serve.MAX_UNPACKED_MB)]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            return f"{key} {value!r} must be a positive number"
+    return None
+
+
+def _model_device(cfg: CN) -> str | None:
+    return device_problem(cfg.MODEL.DEVICE, check_available=False)
+
+
+# Checks of a merged config, each called as ``check(cfg) -> problem or None``; the problem names the key.
+CONFIG_CHECKS = (_ct_window, _mri_percentiles, _spacing_range, _target_spacing, _size_limits, _model_device)
+
+
+def check_cfg(cfg: CN, source: str = "config") -> None:
+    """Run :data:`CONFIG_CHECKS` on a merged config.
+
+    Raises:
+        InputError: naming ``source`` (the config file) and the first problem found.
+    """
+    from s2vnet.errors import InputError
+
+    for check in CONFIG_CHECKS:
+        problem = check(cfg)
+        if problem:
+            raise InputError(source, problem)
+
+
+# ---------------------------------------------------------------------------------------------- devices
+
+
+def _cuda_has(index: int | None) -> bool:
+    import torch
+
+    return torch.cuda.is_available() and (index is None or index < torch.cuda.device_count())
+
+
+def _mps_has(index: int | None) -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()) and not index
+
+
+# Device types S2VNet runs on, each with ``has(index or None) -> bool`` telling whether this machine has it.
+DEVICE_TYPES = {"cpu": lambda index: not index, "cuda": _cuda_has, "mps": _mps_has}
+
+
+def device_problem(device: str, check_available: bool = True) -> str | None:
+    """Why ``device`` ("cpu", "cuda", "cuda:1", "mps") cannot be used here, or None."""
+    import torch
+
+    try:
+        parsed = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in DEVICE_TYPES:
+        return f"unknown device '{device}'; use one of {', '.join(DEVICE_TYPES)} (cuda:N for the N-th GPU)"
+    if check_available and not DEVICE_TYPES[parsed.type](parsed.index):
+        return f"device '{device}' is not available on this machine (torch sees no such device); use --device cpu"
+    return None
+
+
+def resolve_device(device: str | None, source: str = "--device") -> str:
+    """The device to run on: ``device`` when this machine has it, else an InputError; None = cuda when available.
+
+    Raises:
+        InputError: naming ``source``, for an unknown device type or one this machine lacks.
+    """
+    import torch
+
+    from s2vnet.errors import InputError
+
+    if device is None or device == "":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    problem = device_problem(device)
+    if problem:
+        raise InputError(source, problem)
+    return str(device)

@@ -97,6 +97,10 @@ def test_outside_clicks_are_refused_in_their_own_frame():
         ({"class": "liver", "voxel": [0, 0, 0], "point": [0, 0, 0]}, "exactly one of"),
         ({"class": "liver", "voxel": [0, 0, 0], "colour": "red"}, "unknown click key"),
         (["liver", 0, 0, 0], "must be an object"),
+        ({"class": "\u00b2", "voxel": [0, 0, 0]}, "unknown class name"),  # str.isdigit() is True, int() fails
+        ({"class": "9" * 5000, "voxel": [0, 0, 0]}, "unknown class name"),  # int() refuses > 4300 digits
+        ({"class": "liver", "voxel": [10**400, 0, 0]}, "must be finite"),  # float() overflows
+        ({"class": "liver", "point": [0, -10**400, 0]}, "must be finite"),
     ],
 )
 def test_bad_click_values_are_refused(obj, message):

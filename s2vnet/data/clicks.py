@@ -70,7 +70,7 @@ class Click:
             raise ValueError(f"class_index must be a non-negative int, got {self.class_index!r}")
         if not isinstance(self.positive, (bool, np.bool_)):
             raise ValueError(f"positive must be a bool, got {self.positive!r}")
-        if len(self.position) != 3 or not all(_is_number(v) and math.isfinite(v) for v in self.position):
+        if len(self.position) != 3 or not all(_is_number(v) and _is_finite(v) for v in self.position):
             raise ValueError(f"position must be three finite numbers, got {self.position!r}")
         object.__setattr__(self, "position", tuple(self.position))
         object.__setattr__(self, "positive", bool(self.positive))
@@ -190,6 +190,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def _is_finite(value: Any) -> bool:
+    """Whether a number is finite as a float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _rounded(position: Sequence[float]) -> tuple[int, int, int]:
     return tuple(int(round(float(v))) for v in position)
 
@@ -199,10 +207,10 @@ def _class_index(value: Any, class_names: Sequence[str], where: str) -> int:
     if isinstance(value, str):
         if value in class_names:
             return list(class_names).index(value)
-        if value.isdigit():
+        if value.isascii() and value.isdigit() and len(value) <= 9:  # "2"; not "²" or 5000 digits
             value = int(value)
         else:
-            raise InputError(where, f"unknown class name '{value}'; known: {', '.join(class_names)}")
+            raise InputError(where, f"unknown class name {_short(value)}; known: {', '.join(class_names)}")
     if not _is_int(value):
         raise InputError(where, f"'class' must be a class name or a label id 1..{len(class_names)}, got {value!r}")
     if not 1 <= value <= len(class_names):
@@ -212,9 +220,9 @@ def _class_index(value: Any, class_names: Sequence[str], where: str) -> int:
 
 def _position(value: Any, integer: bool, where: str, key: str) -> tuple[float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_number(v) for v in value):
-        raise InputError(where, f"'{key}' must be a list of three numbers, got {value!r}")
-    if not all(math.isfinite(v) for v in value):
-        raise InputError(where, f"'{key}' must be finite, got {value!r}")
+        raise InputError(where, f"'{key}' must be a list of three numbers, got {_short(value)}")
+    if not all(_is_finite(v) for v in value):
+        raise InputError(where, f"'{key}' must be finite, got {_short(value)}")
     if integer and not all(float(v).is_integer() for v in value):
         raise InputError(where, f"'{key}' must be three integer indices, got {value!r}")
     return tuple(float(v) for v in value)

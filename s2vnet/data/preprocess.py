@@ -17,27 +17,35 @@ from s2vnet.data.label_map import LabelMap
 from s2vnet.data.normalization import IntensitySettings, canonical_modality, normalize_intensities, to_uint8
 from s2vnet.data.orientation import Reorientation, reorientation_for
 from s2vnet.data.resample import InPlaneResampling, plan_in_plane
+from s2vnet.data.validate import VolumeLimits, check_resampled_size, check_spacing
 from s2vnet.data.volume_io import Geometry, Volume, read_label, read_volume
 
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """Everything that changes the preprocessed voxels (stored in the slice-cache manifest)."""
+    """Everything that changes the preprocessed voxels (stored in the slice-cache manifest), and the size limits.
+
+    ``limits`` refuse inputs but never change voxels, so they are left out of :meth:`to_dict` (the manifest).
+    """
 
     orientation: str = "LPS"
     intensity: IntensitySettings = field(default_factory=IntensitySettings)
     target_spacing: tuple[float, float] | None = None  # (y, x) mm; None = keep the stored spacing
+    limits: VolumeLimits = field(default_factory=VolumeLimits)
 
     @classmethod
     def from_cfg(cls, cfg) -> "PreprocessSettings":
-        """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING}``."""
+        """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING}`` and the limits."""
         vol = cfg.INPUT.VOLUME
         intensity = IntensitySettings(tuple(map(float, vol.CT_WINDOW)), tuple(map(float, vol.MRI_PERCENTILES)))
         target = tuple(map(float, vol.TARGET_SPACING)) if vol.RESAMPLE_IN_PLANE else None
-        return cls(vol.ORIENTATION, intensity, target)
+        return cls(vol.ORIENTATION, intensity, target, VolumeLimits.from_cfg(cfg))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings that change voxels (the limits are left out)."""
+        values = asdict(self)
+        values.pop("limits")
+        return values
 
 
 @dataclass
@@ -82,14 +90,15 @@ def prepare_volume(
         label_map: maps stored label ids to contiguous values; required with ``label_path``.
 
     Raises:
-        InputError: unreadable/non-3D files, grid mismatch, unknown labels, NaNs, unknown modality.
+        InputError: unreadable/non-3D/truncated files, grid mismatch, unknown labels, NaNs, unknown modality,
+            a size over ``settings.limits`` (read or resampled), an implausible voxel size.
     """
     modality = canonical_modality(modality, str(image_path))
-    prepared = prepare_loaded(read_volume(image_path), modality, settings)
+    prepared = prepare_loaded(read_volume(image_path, settings.limits), modality, settings)
     if label_path is not None:
         if label_map is None:
             raise ValueError("a label_map is needed to read a label volume")
-        stored = read_label(label_path, reference=prepared.geometry).array
+        stored = read_label(label_path, reference=prepared.geometry, limits=settings.limits).array
         encoded = prepared.reorientation.apply(label_map.encode(stored, str(label_path)))
         prepared.label = prepared.resampling.labels(np.ascontiguousarray(encoded))
     return prepared
@@ -104,10 +113,13 @@ def prepare_loaded(volume: Volume, modality: str, settings: PreprocessSettings) 
     """
     source = volume.source
     modality = canonical_modality(modality, source)
+    check_spacing(volume.geometry.spacing, settings.limits, source)
     reorient = reorientation_for(volume.geometry.direction, settings.orientation, source)
-    image = reorient.apply(normalize_intensities(volume.array, modality, settings.intensity, source))
     spacing = reorient.spacing(volume.geometry.spacing)
-    resampling = plan_in_plane(image.shape, spacing, settings.target_spacing)
+    shape = reorient.shape(volume.array.shape)
+    resampling = plan_in_plane(shape, spacing, settings.target_spacing)
+    check_resampled_size((shape[0],) + resampling.out_shape, settings.limits, source)  # before allocating it
+    image = reorient.apply(normalize_intensities(volume.array, modality, settings.intensity, source))
     image = to_uint8(resampling.image(image))
     spacing = (spacing[0],) + resampling.out_spacing
     return PreparedVolume(np.ascontiguousarray(image), None, spacing, volume.geometry, reorient, resampling)

@@ -11,7 +11,8 @@ dominate the loader. The cache holds, per dataset and case::
 The manifest records the preprocessing settings, the class list and, per case, the source files'
 size and modification time. A case is rebuilt when its sources change; everything is rebuilt
 when the settings or classes change. The manifest is rewritten after every case, so an
-interrupted build resumes where it stopped; arrays are written under temporary names first.
+interrupted build resumes where it stopped; arrays are written under temporary names first, and the
+CLI deletes a killed build's ``.tmp-*`` files before it starts.
 
 CLI: ``python -m s2vnet.data.slice_cache --config-file CFG [--dataset NAME[,NAME]] [KEY VALUE ...]``
 (``s2vnet-build-cache``); ``--dataset`` may be repeated.
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from s2vnet.data.datasets.register import label_map_for
 from s2vnet.data.preprocess import PreprocessSettings, prepare_volume
 from s2vnet.errors import InputError, cli_errors
+from s2vnet.utils.atomic import remove_leftovers
 
 FORMAT_VERSION = 1
 ARRAYS = ("image", "label", "presence")
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise InputError(unknown[0], "no such registered dataset")
     for name in names:
+        remove_leftovers(Path(cfg.INPUT.VOLUME.CACHE_DIR) / name)  # a killed build's .tmp-* files (one process here)
         dicts = cached_dataset_dicts(cfg, [name])
         slices = sum(d["cache"]["shape"][0] for d in dicts)
         print(f"{name}: {len(dicts)} cases, {slices} slices in {Path(cfg.INPUT.VOLUME.CACHE_DIR) / name}")

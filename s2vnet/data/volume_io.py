@@ -11,11 +11,15 @@ Conventions (nnU-Net's IO contract, stated once here and used everywhere):
 Readable inputs: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``,
 ``.mhd``) and DICOM series folders. Labels must lie on their image's grid: a mismatch is an error,
 never a silent resample.
+
+Nothing is segmented from a broken or hostile file: the voxel count a header declares is checked against
+``INPUT.VOLUME.MAX_VOXELS`` before voxels are read (:mod:`s2vnet.data.validate`), a NIfTI payload cut
+short or holding NaN is refused (:mod:`s2vnet.data.nifti`; ITK reads both as zeros), a DICOM series must be
+a regular orthogonal stack (:mod:`s2vnet.data.dicom`), and voxel sizes must lie in
+``INPUT.VOLUME.SPACING_RANGE``.
 """
 from __future__ import annotations
 
-import gzip
-import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -25,6 +29,9 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from s2vnet.data.dicom import read_dicom_series
+from s2vnet.data.nifti import NIFTI_SUFFIXES, check_nifti_payload
+from s2vnet.data.validate import VolumeLimits, check_spacing, check_voxel_count
 from s2vnet.errors import InputError
 
 __all__ = [
@@ -115,34 +122,34 @@ def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    """Read the largest DICOM series in ``folder`` (slices sorted by SimpleITK/GDCM; a warning if several)."""
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(folder, "folder holds no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series), key=len)
-    if len(series) > 1:
-        logging.getLogger(__name__).warning("%s holds %d DICOM series; reading the largest (%d files)",
-                                            folder, len(series), len(files))
-    reader.SetFileNames(files)
-    return reader.Execute()
-
-
-def _read_sitk(path: Path) -> sitk.Image:
-    if not path.exists():
-        raise InputError(path, "no such file or folder")
-    if path.is_dir():
-        reader = _read_dicom_series
-    elif _has_suffix(path, IMAGE_SUFFIXES) or path.suffix.lower() in ("", ".dcm"):
-        reader = lambda p: sitk.ReadImage(str(p))  # noqa: E731
-    else:
-        raise InputError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
+def _sitk_call(call, path: Path):
+    """Run a SimpleITK reader call, turning its errors into one-line InputErrors naming ``path``."""
     try:
-        return reader(path)
+        return call()
     except RuntimeError as err:  # SimpleITK reports unreadable files this way
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reader error"
         raise InputError(path, f"cannot be read as an image ({first[:160]})") from None
+
+
+def _read_file(path: Path, limits: VolumeLimits) -> sitk.Image:
+    """One image file: header first (size limit, NIfTI payload), then the voxels."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    _sitk_call(reader.ReadImageInformation, path)
+    check_voxel_count(tuple(reversed(reader.GetSize())) + (reader.GetNumberOfComponents(),), limits, str(path))
+    if _has_suffix(path, NIFTI_SUFFIXES):
+        check_nifti_payload(path)
+    return _sitk_call(reader.Execute, path)
+
+
+def _read_sitk(path: Path, limits: VolumeLimits) -> sitk.Image:
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_dir():
+        return _sitk_call(lambda: read_dicom_series(path, limits), path)
+    if _has_suffix(path, IMAGE_SUFFIXES) or path.suffix.lower() in ("", ".dcm"):
+        return _read_file(path, limits)
+    raise InputError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
 
 
 def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
@@ -157,67 +164,28 @@ def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
     return image
 
 
-_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
-
-
-def _nifti_float_layout(path: Path) -> tuple[np.dtype, int] | None:
-    """(dtype, data offset) of a float NIfTI-1/-2 file, or None for other types and formats."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        header = handle.read(540)
-    for order in "<>":
-        size = np.frombuffer(header[:4], f"{order}i4")[0]
-        if size == 348:
-            code, offset = np.frombuffer(header[70:72], f"{order}i2")[0], np.frombuffer(header[108:112], f"{order}f4")[0]
-        elif size == 540:
-            code, offset = np.frombuffer(header[12:14], f"{order}i2")[0], np.frombuffer(header[168:176], f"{order}i8")[0]
-        else:
-            continue
-        kind = _NIFTI_FLOATS.get(int(code))
-        return (np.dtype(order + kind), int(offset)) if kind else None
-    return None
-
-
-def count_nonfinite_nifti(path: str | os.PathLike) -> int:
-    """NaN/inf voxels stored in a float NIfTI file (0 for integer files).
-
-    ITK's NIfTI reader silently turns NaN into 0, so the stored bytes are scanned directly.
-    """
-    path = Path(path)
-    layout = _nifti_float_layout(path)
-    if layout is None:
-        return 0
-    dtype, offset = layout
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    count, chunk = 0, (1 << 24) * dtype.itemsize
-    with opener(path, "rb") as handle:
-        handle.seek(offset)
-        for block in iter(lambda: handle.read(chunk), b""):
-            usable = len(block) - len(block) % dtype.itemsize
-            count += int(np.count_nonzero(~np.isfinite(np.frombuffer(block[:usable], dtype))))
-    return count
-
-
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, limits: VolumeLimits | None = None) -> Volume:
     """Read a 3D image file or DICOM series folder.
 
     Args:
         path: NIfTI / NRRD / MetaImage file, or a folder holding one DICOM series.
+        limits: size and voxel-size limits (config ``INPUT.VOLUME.*``; default: the config defaults).
 
     Returns:
         :class:`Volume` whose ``array`` has shape ``(z, y, x)`` and the stored dtype.
 
     Raises:
-        InputError: missing or unreadable file, an image that is not 3D and scalar, or a float NIfTI
-            holding NaN/inf (which ITK would otherwise read as 0).
+        InputError: missing or unreadable file; a header declaring more than ``limits.max_voxels`` voxels
+            (checked before any voxel is read); a NIfTI file cut short or holding NaN/inf (which ITK would
+            read as 0); a DICOM series that is not a regular orthogonal grid; an image that is not 3D and
+            scalar; a voxel size outside ``limits.spacing_range``.
     """
     path = Path(path)
-    image = _as_3d(_read_sitk(path), path)
-    if path.is_file() and _has_suffix(path, (".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        bad = count_nonfinite_nifti(path)
-        if bad:
-            raise InputError(path, f"contains {bad} NaN or infinite intensities")
-    return Volume(sitk.GetArrayFromImage(image), Geometry.from_sitk(image), str(path))
+    limits = limits or VolumeLimits()
+    image = _as_3d(_read_sitk(path, limits), path)
+    geometry = Geometry.from_sitk(image)
+    check_spacing(geometry.spacing, limits, str(path))
+    return Volume(sitk.GetArrayFromImage(image), geometry, str(path))
 
 
 def check_same_grid(reference: Geometry, other: Geometry, source: str | os.PathLike) -> None:
@@ -227,7 +195,7 @@ def check_same_grid(reference: Geometry, other: Geometry, source: str | os.PathL
         raise InputError(source, "label is not on its image's grid: " + "; ".join(diffs))
 
 
-def read_label(path: str | os.PathLike, reference: Geometry | None = None) -> Volume:
+def read_label(path: str | os.PathLike, reference: Geometry | None = None, limits: VolumeLimits | None = None) -> Volume:
     """Read an integer label volume, optionally checking it lies on ``reference``'s grid.
 
     Float-typed label files are accepted when every value is an integer (a common NIfTI export).
@@ -235,7 +203,7 @@ def read_label(path: str | os.PathLike, reference: Geometry | None = None) -> Vo
     Returns:
         :class:`Volume` with an integer ``array`` of shape ``(z, y, x)``.
     """
-    volume = read_volume(path)
+    volume = read_volume(path, limits)
     array = volume.array
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):

@@ -45,8 +45,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from s2vnet.data.normalization import canonical_modality
+from s2vnet.data.orientation import reorientation_for
 from s2vnet.data.preprocess import prepare_loaded
-from s2vnet.data.volume_io import read_volume, write_volume
+from s2vnet.data.volume_io import Volume, read_volume, write_volume
 from s2vnet.errors import InputError
 from s2vnet.inference.api import Predictor
 from s2vnet.serve.guard import GuardMiddleware, error_handlers
@@ -109,15 +110,26 @@ async def _stream_body(request: Request, limit: int, write: Callable[[bytes], ob
         write(chunk)
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json_body(raw: bytes) -> object:
+    """Strict JSON: NaN/Infinity refused (``json.loads`` accepts them), too deep nesting a 400, not a 500."""
+    try:
+        return json.loads(raw or b"{}", parse_constant=_reject_constant)
+    except RecursionError:
+        raise HTTPException(400, "the request body is nested too deeply") from None
+    except ValueError as err:
+        raise HTTPException(400, f"the request body is not valid JSON ({str(err).splitlines()[0][:120]})") from None
+
+
 async def read_json(request: Request) -> dict:
-    """The JSON object body (Content-Type application/json, at most 1 MB)."""
+    """The JSON object body (Content-Type application/json, at most 1 MB, strict JSON)."""
     _require_type(request, "application/json")
     parts: list[bytes] = []
     await _stream_body(request, _JSON_LIMIT, parts.append, "the request body")
-    try:
-        data = json.loads(b"".join(parts) or b"{}")
-    except ValueError:
-        raise HTTPException(400, "the request body is not valid JSON") from None
+    data = parse_json_body(b"".join(parts))
     if not isinstance(data, dict):
         raise HTTPException(400, "the request body must be a JSON object")
     return data
@@ -152,13 +164,23 @@ def _hidden(request: Request) -> set[int]:
 # ---------------------------------------------------------------------------------------------- opening scans
 
 
+def _check_slices(c: ServeContext, volume: Volume, shown: str) -> None:
+    """Refuse a scan with more working slices than ``SERVE.MAX_SLICES`` (each is encoded while the model is held)."""
+    settings = c.predictor.settings
+    slices = reorientation_for(volume.geometry.direction, settings.orientation, shown).shape(volume.geometry.shape)[0]
+    if slices > c.limits.max_slices:
+        raise InputError(shown, f"has {slices} slices; the viewer opens at most {c.limits.max_slices} "
+                                "(SERVE.MAX_SLICES)")
+
+
 def _load(c: ServeContext, source: Path, shown: str, modality: str, workdir: Path | None) -> ViewerSession:
     """Read and preprocess a scan into a new session; errors name ``shown``, never a server path."""
     try:
-        volume = read_volume(source)
+        volume = read_volume(source, c.predictor.settings.limits)
     except InputError as err:
         raise InputError(shown, err.problem) from None
     volume.source = shown
+    _check_slices(c, volume, shown)
     prepared = prepare_loaded(volume, modality, c.predictor.settings)
     session = ViewerSession(c.store.new_id(), Path(shown.rstrip("/")).name or shown, modality, volume, prepared, workdir)
     c.store.add(session)
@@ -182,7 +204,7 @@ async def open_path(request: Request) -> JSONResponse:
 
 
 def _load_upload(c: ServeContext, target: Path, name: str, kind: str, modality: str, workdir: Path) -> ViewerSession:
-    check_upload_content(target, name, kind)
+    check_upload_content(target, name, kind, c.limits)
     if kind == "zip":
         source = extract_dicom_zip(target, name, workdir / "dicom", c.limits)
         target.unlink()

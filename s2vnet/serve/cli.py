@@ -8,6 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
+from s2vnet.config import resolve_device
 from s2vnet.errors import InputError, cli_errors
 
 __all__ = ["main"]
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_port_free(args.host, args.port)
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise InputError(args.data_root, "--data-root is not a folder")
-    predictor = Predictor.from_files(args.config_file, args.weights, args.opts, args.device)
+    device = resolve_device(args.device)
+    predictor = Predictor.from_files(args.config_file, args.weights, args.opts, device)
     loopback = _is_loopback(args.host)
     allowed = LOOPBACK_HOSTS if loopback else (None if args.host in ("0.0.0.0", "::") else LOOPBACK_HOSTS + (args.host,))
     app = create_app(predictor, args.data_root, allowed)

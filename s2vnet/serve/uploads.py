@@ -4,7 +4,8 @@ An upload is a NIfTI (``.nii`` / ``.nii.gz``), an attached NRRD, or a zip of one
 suffix must agree with the bytes (NIfTI header size and magic, ``NRRD000``, zip signature). A zip is
 checked member by member before extraction: no absolute paths, no ``..``, no symlinks, no encryption, a
 member count and a total uncompressed size limit, and a compression-ratio limit; while extracting, the
-bytes actually written are counted too (declared sizes can lie). Members are written under numbered
+bytes actually written are counted too (declared sizes can lie). A ``.nii.gz`` is streamed through once,
+counting what it unpacks to against ``SERVE.MAX_UNPACKED_MB``, before anything reads it. Members are written under numbered
 names in a private folder, so no name from the archive is ever used as a path.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gzip
 import stat
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,18 +30,20 @@ _CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Limits from ``SERVE.*`` (see :mod:`s2vnet.config`)."""
+    """Limits from ``SERVE.*`` on what one request may bring in (see :mod:`s2vnet.config`)."""
 
     max_upload_mb: float = 1024
     max_unzipped_mb: float = 4096
     max_zip_members: int = 10000
     max_zip_ratio: float = 200.0
+    max_unpacked_mb: float = 1024.0
+    max_slices: int = 1024
 
     @classmethod
     def from_cfg(cls, cfg) -> "UploadLimits":
         serve = cfg.SERVE
         return cls(float(serve.MAX_UPLOAD_MB), float(serve.MAX_UNZIPPED_MB), int(serve.MAX_ZIP_MEMBERS),
-                   float(serve.MAX_ZIP_RATIO))
+                   float(serve.MAX_ZIP_RATIO), float(serve.MAX_UNPACKED_MB), int(serve.MAX_SLICES))
 
     @property
     def max_upload_bytes(self) -> int:
@@ -60,42 +64,55 @@ def upload_suffix(name: str) -> str:
     raise InputError(name, f"unsupported upload type; expected {', '.join(UPLOAD_SUFFIXES)}")
 
 
-def check_upload_content(path: Path, name: str, kind: str) -> None:
+def check_upload_content(path: Path, name: str, kind: str, limits: UploadLimits) -> None:
     """Check that the received bytes are what the name says (``kind`` = ``UPLOAD_SUFFIXES[upload_suffix(name)]``).
 
     Raises:
-        InputError: the content does not match the type (or a NRRD names a separate data file).
+        InputError: the content does not match the type (or a NRRD names a separate data file), or a
+            ``.nii.gz`` unpacks to more than ``limits.max_unpacked_mb``.
     """
     with open(path, "rb") as handle:
         head = handle.read(1024)
-    CONTENT_CHECKS[kind](path, name, head)
+    CONTENT_CHECKS[kind](path, name, head, limits)
 
 
-def _check_nifti(path: Path, name: str, head: bytes) -> None:
+def _check_nifti(path: Path, name: str, head: bytes, limits: UploadLimits) -> None:
     if name.lower().endswith(".gz"):
         if head[:2] != b"\x1f\x8b":
             raise InputError(name, "is not gzip-compressed although its name ends in .gz")
-        try:
-            with gzip.open(path, "rb") as handle:
-                head = handle.read(1024)
-        except (OSError, EOFError):
-            raise InputError(name, "is not a readable gzip file") from None
+        head = _check_unpacked_size(path, name, limits)
     if not _is_nifti_header(head):
         raise InputError(name, "is not a NIfTI-1/2 single-file image (header size or magic wrong)")
 
 
-def _check_nrrd(path: Path, name: str, head: bytes) -> None:
+def _check_unpacked_size(path: Path, name: str, limits: UploadLimits) -> bytes:
+    """Stream through a gzip upload counting what it unpacks to (never holding more than a chunk); its first 1 kB."""
+    budget, unpacked, head = int(limits.max_unpacked_mb * _MB), 0, b""
+    try:
+        with gzip.open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                head = head or chunk[:1024]
+                unpacked += len(chunk)
+                if unpacked > budget:
+                    raise InputError(name, f"unpacks to more than {limits.max_unpacked_mb:g} MB (SERVE.MAX_UNPACKED_MB): "
+                                           "refused as too large or a decompression bomb")
+    except (OSError, EOFError, zlib.error):
+        raise InputError(name, "is not a readable gzip file (truncated or corrupt)") from None
+    return head
+
+
+def _check_nrrd(path: Path, name: str, head: bytes, limits: UploadLimits) -> None:
     if not head.startswith(b"NRRD000"):
         raise InputError(name, "is not an NRRD file (no NRRD000 magic)")
     check_single_file_format(path, name)
 
 
-def _check_zip(path: Path, name: str, head: bytes) -> None:
+def _check_zip(path: Path, name: str, head: bytes, limits: UploadLimits) -> None:
     if not (head[:4] in (b"PK\x03\x04", b"PK\x05\x06") and zipfile.is_zipfile(path)):
         raise InputError(name, "is not a zip archive")
 
 
-# Content check per upload kind, called as ``check(path, name, first_1024_bytes)``; raises InputError.
+# Content check per upload kind, called as ``check(path, name, first_1024_bytes, limits)``; raises InputError.
 CONTENT_CHECKS = {"nifti": _check_nifti, "nrrd": _check_nrrd, "zip": _check_zip}
 
 
