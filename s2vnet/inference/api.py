@@ -25,12 +25,12 @@ from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 from detectron2.modeling import build_model
 
-from s2vnet.config import setup_cfg
+from s2vnet.config import resolve_device, setup_cfg
 from s2vnet.data.clicks import Click, ClickFrames, parse_click
 from s2vnet.data.preprocess import PreparedVolume, PreprocessSettings, prepare_volume
+from s2vnet.data.validate import check_array_volume
 from s2vnet.data.volume_io import WRITE_SUFFIXES, Geometry, write_volume
 from s2vnet.errors import InputError
 from s2vnet.inference.checkpoint import load_weights
@@ -85,7 +85,7 @@ class Predictor:
                  progress: bool = False) -> None:
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.MODEL.DEVICE = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cfg.MODEL.DEVICE = resolve_device(device)
         cfg.freeze()
         self.cfg = cfg
         self.model = build_model(cfg).eval()
@@ -106,8 +106,7 @@ class Predictor:
                 spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> PreparedVolume:
         """Read and preprocess a scan (file, DICOM folder, or an array ``(z, y, x)`` with ``spacing`` (z, y, x) mm)."""
         if isinstance(image, np.ndarray):
-            if image.ndim != 3:
-                raise InputError("<array>", f"has shape {image.shape}; expected a 3D volume (z, y, x)")
+            check_array_volume(image, spacing, "<array>", self.settings.limits)
             tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"s2vnet-{uuid.uuid4().hex[:8]}.mha"
             geometry = Geometry(tuple(image.shape), tuple(map(float, spacing)), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
             sitk.WriteImage(geometry.to_sitk(image), str(tmp))
