@@ -1,6 +1,8 @@
 """Shared pieces of the viewer tests: a tiny model, a scan stored in a non-LPS orientation, and a client."""
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +51,22 @@ def lps_array(path: Path) -> np.ndarray:
     oriented = sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS")
     assert np.allclose(oriented.GetDirection(), np.eye(3).ravel())
     return sitk.GetArrayFromImage(oriented)
+
+
+# Fixtures shared by the viewer's test files (import them there): the tiny predictor, a data root with one scan,
+# and an in-process client of the app.
+@pytest.fixture(scope="module")
+def predictor():
+    return tiny_predictor()
+
+
+@pytest.fixture
+def root(tmp_path):
+    write_scan(tmp_path / "data" / "ct.nii.gz")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def api(predictor, root):
+    with client(predictor, root) as c:
+        yield c

@@ -13,28 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from serve_support import client, tiny_predictor, write_scan
+from serve_support import api, client, predictor, root, tiny_predictor, write_scan  # noqa: F401 (fixtures)
 from synthetic import REPO, TINY, tiny_model
 
 OCTET = {"Content-Type": "application/octet-stream"}
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return tiny_predictor()
-
-
-@pytest.fixture
-def root(tmp_path):
-    write_scan(tmp_path / "data" / "ct.nii.gz")
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def api(predictor, root):
-    with client(predictor, root) as c:
-        yield c
 
 
 def _open(api, path="ct.nii.gz") -> str:

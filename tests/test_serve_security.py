@@ -14,27 +14,10 @@ import SimpleITK as sitk
 
 from s2vnet.serve.cli import _is_loopback, _parser
 from s2vnet.serve.session import SessionStore
-from serve_support import client, tiny_predictor, write_scan
+from serve_support import api, client, predictor, root, tiny_predictor, write_scan  # noqa: F401 (fixtures)
 from synthetic import REPO
 
 OCTET = {"Content-Type": "application/octet-stream"}
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    return tiny_predictor()
-
-
-@pytest.fixture
-def root(tmp_path):
-    write_scan(tmp_path / "data" / "ct.nii.gz")
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def api(predictor, root):
-    with client(predictor, root) as c:
-        yield c
 
 
 def _refused(response, status: int, pattern: str) -> None:

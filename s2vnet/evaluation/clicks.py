@@ -165,6 +165,15 @@ def largest_error_component(
     return labels == label, pick < len(missed)
 
 
+def _error_box(pred_mask: np.ndarray, gt_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple] | None:
+    """``(pred, gt, box)``: both as bool masks of one shape and the bounding box of their disagreement; None if equal."""
+    pred, gt = _as_mask(pred_mask, "pred_mask"), _as_mask(gt_mask, "gt_mask")
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred_mask and gt_mask differ in shape: {pred.shape} vs {gt.shape}")
+    box = union_box(pred ^ gt)
+    return None if box is None else (pred, gt, box)
+
+
 def next_click(
     pred_mask: np.ndarray,
     gt_mask: np.ndarray,
@@ -182,12 +191,10 @@ def next_click(
         ``(z, y, x, positive)``: ``positive`` True inside a false-negative component (``gt & ~pred``),
         False inside a false-positive one (``pred & ~gt``); None if ``pred == gt``.
     """
-    pred, gt = _as_mask(pred_mask, "pred_mask"), _as_mask(gt_mask, "gt_mask")
-    if pred.shape != gt.shape:
-        raise ValueError(f"pred_mask and gt_mask differ in shape: {pred.shape} vs {gt.shape}")
-    box = union_box(pred ^ gt)
-    if box is None:
+    checked = _error_box(pred_mask, gt_mask)
+    if checked is None:
         return None
+    pred, gt, box = checked
     found = largest_error_component(pred[box], gt[box], rng)
     assert found is not None  # the box holds every error voxel
     component, positive = found
@@ -262,12 +269,10 @@ def challenge_click(
         ``(z, y, x, positive)`` at the distance-transform maximum (voxel units) of the largest 26-connected
         component of ``pred != gt``; ``positive`` is ``gt[z, y, x]``. None if ``pred == gt``.
     """
-    pred, gt = _as_mask(pred_mask, "pred_mask"), _as_mask(gt_mask, "gt_mask")
-    if pred.shape != gt.shape:
-        raise ValueError(f"pred_mask and gt_mask differ in shape: {pred.shape} vs {gt.shape}")
-    box = union_box(pred ^ gt)
-    if box is None:
+    checked = _error_box(pred_mask, gt_mask)
+    if checked is None:
         return None
+    pred, gt, box = checked
     candidates = components(pred[box] ^ gt[box], CHALLENGE_CONNECTIVITY)
     labels, label, _ = candidates[_largest(candidates, rng)]
     z, y, x = _shifted(interior_click(labels == label, rng), np.array([s.start for s in box]))
