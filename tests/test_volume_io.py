@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from s2vnet.data import volume_io
+from s2vnet.data.dicom import holds_dicom
 from s2vnet.data.volume_io import Geometry, read_label, read_volume, write_volume
 from s2vnet.errors import InputError
 
@@ -346,3 +347,40 @@ def test_float_label_with_fractions_is_rejected(tmp_path, write_image):
     with pytest.raises(InputError, match="non-integer") as info:
         read_label(path)
     assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------- several DICOM series, upper-case suffixes
+
+
+def test_several_dicom_series_strict_names_them_and_says_how_to_choose(tmp_path):
+    folder = tmp_path / "series"
+    _write_dicom_series(folder, _int16_volume((2, 3, 3)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), series_number=1)
+    _write_dicom_series(folder, _int16_volume((4, 5, 6)), (2.5, 0.7, 0.9), (-10.0, 20.0, 30.0), series_number=2)
+    with pytest.raises(InputError) as info:
+        read_volume(folder, strict_series=True)
+    message = str(info.value)
+    assert message.startswith(f"{folder}: holds 2 DICOM series")
+    assert "1.2.826.0.1.3680043.2.1125.1.2 (2 files)" in message and "1.2.826.0.1.3680043.2.1125.2.2 (4 files)" in message
+    assert "--dicom-series UID" in message and "\n" not in message
+
+
+def test_dicom_series_uid_chooses_one(tmp_path):
+    small = _int16_volume((2, 3, 3))
+    folder = tmp_path / "series"
+    _write_dicom_series(folder, small, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), series_number=1)
+    _write_dicom_series(folder, _int16_volume((4, 5, 6)), (2.5, 0.7, 0.9), (-10.0, 20.0, 30.0), series_number=2)
+    np.testing.assert_array_equal(read_volume(folder, series_uid="1.2.826.0.1.3680043.2.1125.1.2", strict_series=True).array, small)
+    with pytest.raises(InputError, match="holds no DICOM series 9.9"):
+        read_volume(folder, series_uid="9.9")
+    assert holds_dicom(folder) and not holds_dicom(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["SEG.NII.GZ", "Seg.Nrrd", "seg.MHA"])
+def test_upper_case_suffix_is_written_in_its_format(tmp_path, name):
+    geometry = Geometry((4, 5, 6), SPACING_ZYX, ORIGIN_XYZ, ROTATION_Z30)
+    labels = (np.arange(120) % 3).reshape(4, 5, 6).astype(np.uint8)
+    path = write_volume(labels, geometry, tmp_path / name)
+    assert path.name == name and _tmp_leftovers(tmp_path) == []
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.array, labels)
+    assert volume.geometry.differences(geometry) == []

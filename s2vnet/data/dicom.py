@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -24,7 +27,8 @@ import SimpleITK as sitk
 from s2vnet.data.validate import VolumeLimits, check_voxel_count
 from s2vnet.errors import InputError
 
-__all__ = ["read_dicom_series", "series_geometry_problem", "SLICE_TOLERANCE_MM", "SLICE_TOLERANCE_FRACTION"]
+__all__ = ["read_dicom_series", "series_geometry_problem", "SLICE_TOLERANCE_MM", "SLICE_TOLERANCE_FRACTION",
+           "DicomSeries", "dicom_series", "choose_series", "holds_dicom"]
 
 SLICE_TOLERANCE_MM = 0.01
 SLICE_TOLERANCE_FRACTION = 0.01
@@ -92,23 +96,108 @@ def _slice_headers(files: list[str]) -> tuple[tuple[int, ...], np.ndarray | None
     return size, np.stack(positions), orientation
 
 
-def read_dicom_series(folder: Path, limits: VolumeLimits) -> sitk.Image:
-    """Read the largest DICOM series in ``folder`` after checking its size and slice geometry.
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series of a folder: its Series Instance UID (as GDCM groups files), files in slice order."""
 
-    Slices are sorted by SimpleITK/GDCM (by position along the normal); a warning is logged when the folder
-    holds several series.
+    uid: str
+    files: tuple[str, ...]
+    description: str = ""
+
+    def label(self) -> str:
+        """``"'CT Body' 1.2.3 (20 files)"`` for messages."""
+        name = f"'{self.description}' " if self.description else ""
+        return f"{name}{self.uid or '<no Series Instance UID>'} ({len(self.files)} files)"
+
+
+def _series_description(path: str) -> str:
+    """Series Description (0008,103E) of one file, or "" (read without the pixel data)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+        return reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+    except RuntimeError:
+        return ""
+
+
+def dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
+    """The DICOM series in ``folder`` (not its sub-folders), largest first; files sorted by slice position.
 
     Raises:
-        InputError: no series, too many voxels, or slices that are not a regular orthogonal grid.
+        InputError: the folder holds no DICOM series.
+    """
+    reader = sitk.ImageSeriesReader()
+    found = []
+    for uid in reader.GetGDCMSeriesIDs(str(folder)):
+        files = tuple(reader.GetGDCMSeriesFileNames(str(folder), uid))
+        found.append(DicomSeries(uid, files, _series_description(files[0]) if files else ""))
+    if not found:
+        raise InputError(folder, "folder holds no DICOM series")
+    return sorted(found, key=lambda s: -len(s.files))
+
+
+def choose_series(folder: str | os.PathLike, uid: str | None = None, strict: bool = False) -> DicomSeries:
+    """The series of ``folder`` to read: ``uid`` if given, else the only one (or, unless ``strict``, the largest).
+
+    Raises:
+        InputError: no DICOM series; ``uid`` not in the folder; several series with ``strict`` and no ``uid``
+            (the message names every series and says how to choose).
+    """
+    series = dicom_series(folder)
+    if uid is not None:
+        chosen = [s for s in series if s.uid == uid]
+        if not chosen:
+            raise InputError(folder, f"holds no DICOM series {uid}; it holds {', '.join(s.label() for s in series)}")
+        return chosen[0]
+    if len(series) > 1:
+        listing = ", ".join(s.label() for s in series)
+        if strict:
+            raise InputError(folder, f"holds {len(series)} DICOM series: {listing}; choose one with "
+                                     "--dicom-series UID, or put each series in its own folder")
+        logging.getLogger("s2vnet.data.volume_io").warning(
+            "%s holds %d DICOM series (%s); reading the largest, %s", folder, len(series), listing, series[0].uid)
+    return series[0]
+
+
+def holds_dicom(folder: str | os.PathLike, files: Sequence[str] | None = None, probe: int = 3) -> bool:
+    """Whether one of the folder's first ``probe`` files (by name) carries the DICOM preamble (``DICM`` at byte 128).
+
+    Hidden files and symbolic links are not opened. ``files``: the folder's file names, if already listed.
+    """
+    folder = Path(folder)
+    if files is None:
+        try:
+            files = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+        except OSError:
+            return False
+    for name in sorted(f for f in files if not f.startswith("."))[:probe]:
+        path = folder / name
+        if path.is_symlink():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(128)
+                if handle.read(4) == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def read_dicom_series(folder: Path, limits: VolumeLimits, uid: str | None = None, strict: bool = False) -> sitk.Image:
+    """Read one DICOM series of ``folder`` (:func:`choose_series`) after checking its size and slice geometry.
+
+    Slices are sorted by SimpleITK/GDCM (by position along the normal); when the folder holds several series
+    and ``uid`` names none, the largest is read with a warning naming them all (an error when ``strict``).
+
+    Raises:
+        InputError: no series, an unknown ``uid``, several series with ``strict``, too many voxels, or slices
+            that are not a regular orthogonal grid.
     """
     log = logging.getLogger("s2vnet.data.volume_io")
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(folder, "folder holds no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series), key=len)
-    if len(series) > 1:
-        log.warning("%s holds %d DICOM series; reading the largest (%d files)", folder, len(series), len(files))
+    files = choose_series(folder, uid, strict).files
     size, positions, orientation = _slice_headers(list(files))
     check_voxel_count((len(files),) + tuple(size[:2]), limits, str(folder))
     if positions is None:
@@ -118,5 +207,5 @@ def read_dicom_series(folder: Path, limits: VolumeLimits) -> sitk.Image:
         problem = series_geometry_problem(positions, orientation)
         if problem:
             raise InputError(folder, f"DICOM series refused: {problem}")
-    reader.SetFileNames(files)
+    reader.SetFileNames(list(files))
     return reader.Execute()

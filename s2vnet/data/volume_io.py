@@ -36,7 +36,7 @@ from s2vnet.errors import InputError
 
 __all__ = [
     "Geometry", "Volume", "read_volume", "read_label", "write_volume", "check_same_grid",
-    "IMAGE_SUFFIXES", "WRITE_SUFFIXES", "SINGLE_FILE_SUFFIXES",
+    "IMAGE_SUFFIXES", "WRITE_SUFFIXES", "SINGLE_FILE_SUFFIXES", "matching_suffix",
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -118,8 +118,14 @@ def _fmt(values: Sequence[float]) -> str:
 
 
 def _has_suffix(path: Path, suffixes: Sequence[str]) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in suffixes)
+    return matching_suffix(path, suffixes) is not None
+
+
+def matching_suffix(path: str | os.PathLike, suffixes: Sequence[str]) -> str | None:
+    """The longest of ``suffixes`` that ``path``'s name ends with, compared case-insensitively; None if none."""
+    name = Path(path).name.lower()
+    found = [s for s in suffixes if name.endswith(s.lower())]
+    return max(found, key=len) if found else None
 
 
 def _sitk_call(call, path: Path):
@@ -131,10 +137,18 @@ def _sitk_call(call, path: Path):
         raise InputError(path, f"cannot be read as an image ({first[:160]})") from None
 
 
+# ITK chooses a reader by the lower-case suffix (an upper-case ".MHA" finds none): name it from the suffix.
+_IMAGE_IO = {".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO",
+             ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
+
+
 def _read_file(path: Path, limits: VolumeLimits) -> sitk.Image:
     """One image file: header first (size limit, NIfTI payload), then the voxels."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    suffix = matching_suffix(path, IMAGE_SUFFIXES)
+    if suffix is not None:
+        reader.SetImageIO(_IMAGE_IO[suffix])
     _sitk_call(reader.ReadImageInformation, path)
     check_voxel_count(tuple(reversed(reader.GetSize())) + (reader.GetNumberOfComponents(),), limits, str(path))
     if _has_suffix(path, NIFTI_SUFFIXES):
@@ -142,11 +156,11 @@ def _read_file(path: Path, limits: VolumeLimits) -> sitk.Image:
     return _sitk_call(reader.Execute, path)
 
 
-def _read_sitk(path: Path, limits: VolumeLimits) -> sitk.Image:
+def _read_sitk(path: Path, limits: VolumeLimits, series_uid: str | None, strict_series: bool) -> sitk.Image:
     if not path.exists():
         raise InputError(path, "no such file or folder")
     if path.is_dir():
-        return _sitk_call(lambda: read_dicom_series(path, limits), path)
+        return _sitk_call(lambda: read_dicom_series(path, limits, series_uid, strict_series), path)
     if _has_suffix(path, IMAGE_SUFFIXES) or path.suffix.lower() in ("", ".dcm"):
         return _read_file(path, limits)
     raise InputError(path, f"unsupported file type; expected one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder")
@@ -164,12 +178,16 @@ def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
     return image
 
 
-def read_volume(path: str | os.PathLike, limits: VolumeLimits | None = None) -> Volume:
+def read_volume(path: str | os.PathLike, limits: VolumeLimits | None = None, *, series_uid: str | None = None,
+                strict_series: bool = False) -> Volume:
     """Read a 3D image file or DICOM series folder.
 
     Args:
         path: NIfTI / NRRD / MetaImage file, or a folder holding one DICOM series.
         limits: size and voxel-size limits (config ``INPUT.VOLUME.*``; default: the config defaults).
+        series_uid: for a DICOM folder holding several series, the Series Instance UID to read.
+        strict_series: several series and no ``series_uid`` is an error naming them (default: read the
+            largest, with a warning naming them all).
 
     Returns:
         :class:`Volume` whose ``array`` has shape ``(z, y, x)`` and the stored dtype.
@@ -182,7 +200,7 @@ def read_volume(path: str | os.PathLike, limits: VolumeLimits | None = None) -> 
     """
     path = Path(path)
     limits = limits or VolumeLimits()
-    image = _as_3d(_read_sitk(path, limits), path)
+    image = _as_3d(_read_sitk(path, limits, series_uid, strict_series), path)
     geometry = Geometry.from_sitk(image)
     check_spacing(geometry.spacing, limits, str(path))
     return Volume(sitk.GetArrayFromImage(image), geometry, str(path))
@@ -235,7 +253,9 @@ def write_volume(array: np.ndarray, geometry: Geometry, path: str | os.PathLike)
         raise InputError(path, f"array shape {array.shape} does not match the target grid {geometry.shape}")
     array = _compact_integer(array)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    # ITK picks the writer by a lower-case suffix: "SEG.NII.GZ" is written as ".tmp-...-SEG.nii.gz", then renamed.
+    suffix = matching_suffix(path, WRITE_SUFFIXES)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name[: -len(suffix)]}{suffix}")
     try:
         sitk.WriteImage(geometry.to_sitk(array), str(tmp), useCompression=True)
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
+from s2vnet.data.dicom import holds_dicom
 from s2vnet.data.volume_io import SINGLE_FILE_SUFFIXES
 from s2vnet.errors import InputError
 
@@ -110,7 +111,7 @@ def list_scans(root: Path, max_depth: int = 4, limit: int = 1000) -> list[str]:
         depth = len(Path(folder).relative_to(root).parts)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < max_depth else []
         rel = Path(folder).relative_to(root).as_posix()
-        if rel != "." and _holds_dicom(Path(folder), files):
+        if rel != "." and holds_dicom(Path(folder), files):
             found.append(rel + "/")
         found += [(Path(rel) / f).as_posix() for f in sorted(files) if f.lower().endswith(SCAN_SUFFIXES)
                   and not (Path(folder) / f).is_symlink()]
@@ -118,18 +119,3 @@ def list_scans(root: Path, max_depth: int = 4, limit: int = 1000) -> list[str]:
             return found[:limit]
     return found
 
-
-def _holds_dicom(folder: Path, files: list[str]) -> bool:
-    """Whether one of the folder's first few files carries the DICOM preamble (``DICM`` at byte 128)."""
-    for name in sorted(f for f in files if not f.startswith("."))[:3]:
-        path = folder / name
-        if path.is_symlink():
-            continue
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(128)
-                if handle.read(4) == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False
