@@ -27,6 +27,10 @@ setup(
         "Pillow>=9",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        # Clinical outputs: DICOM-SEG (highdicom on pydicom) and 3D Slicer .seg.nrrd (slicerio).
+        "highdicom>=0.28",
+        "pydicom>=3.0",
+        "slicerio>=1.4",
         # s2vnet-serve, the browser viewer.
         "starlette>=0.40",
         "uvicorn>=0.30",
