@@ -13,6 +13,8 @@ Class names are matched case-insensitively, with spaces and hyphens read as unde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 __all__ = ["CodedTerm", "AnatomyCode", "ANATOMY_CODES", "PRIVATE_SCHEME", "anatomy_code", "fallback_anatomy"]
 
@@ -51,7 +53,7 @@ def _sct(value: str, meaning: str, modifier: CodedTerm | None = None) -> Anatomy
 
 
 # Class name -> code, for every class of the builtin datasets (BTCV, WORD, AMOS) and the demo.
-ANATOMY_CODES: dict[str, AnatomyCode] = {
+ANATOMY_CODES: Mapping[str, AnatomyCode] = MappingProxyType({
     "spleen": _sct("78961009", "Spleen"),
     "liver": _sct("10200004", "Liver"),
     "stomach": _sct("69695003", "Stomach"),
@@ -81,7 +83,7 @@ ANATOMY_CODES: dict[str, AnatomyCode] = {
     "head_of_femur_right": _sct("2812003", "Head of Femur", _RIGHT),
     "head_of_femur_left": _sct("2812003", "Head of Femur", _LEFT),
     # No single standard concept: portal_and_splenic_vein, prostate_uterus (see fallback_anatomy).
-}
+})
 
 
 def fallback_anatomy(class_name: str) -> AnatomyCode:
