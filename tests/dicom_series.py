@@ -13,7 +13,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 def write_ct_series(folder: Path, hu: np.ndarray, spacing_zyx: Sequence[float] = (2.5, 0.8, 0.7),
                     origin_xyz: Sequence[float] = (-20.0, 15.0, 40.0),
                     orientation: Sequence[float] = (1, 0, 0, 0, 1, 0), series_uid: str | None = None,
-                    description: str = "synthetic CT", study_uid: str | None = None) -> list[Path]:
+                    description: str = "synthetic CT", study_uid: str | None = None, prefix: str = "slice") -> list[Path]:
     """Write ``hu`` (z, y, x) as one file per slice (rows = y, columns = x), named in reverse slice order.
 
     Slice ``z`` lies at ``origin + z * dz * normal`` with ``normal = row direction x column direction``.
@@ -28,7 +28,7 @@ def write_ct_series(folder: Path, hu: np.ndarray, spacing_zyx: Sequence[float] =
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"slice{hu.shape[0] - 1 - z:03d}.dcm"
+        path = folder / f"{prefix}{hu.shape[0] - 1 - z:03d}.dcm"
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Test", "PHANTOM1", "", "O"
