@@ -17,6 +17,7 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx, or a 500 witho
     POST   /api/sessions/{id}/clicks             {"clicks": [{"class", "positive", "display": [s, r, c] | "voxel": [i, j, k]}]}
     POST   /api/sessions/{id}/undo | /reset      drop the latest round | back to the automatic result
     GET    /api/sessions/{id}/segmentation.nii.gz  the labels on the scan's own grid
+    GET    /api/sessions/{id}/segmentation.dcm   the labels as DICOM-SEG (sessions opened from a DICOM series)
 
 Display indices ``(slice, row, col)`` are in the LPS display orientation (:mod:`s2vnet.serve.session`);
 ``voxel`` is the scan's stored SimpleITK index, as in the predict CLI.
@@ -47,9 +48,12 @@ from starlette.staticfiles import StaticFiles
 from s2vnet.data.normalization import canonical_modality
 from s2vnet.data.orientation import reorientation_for
 from s2vnet.data.preprocess import prepare_loaded
+from s2vnet.data.dicom import choose_series
 from s2vnet.data.volume_io import Volume, read_volume, write_volume
 from s2vnet.errors import InputError
 from s2vnet.inference.api import Predictor
+from s2vnet.inference.dicom_seg import write_dicom_seg
+from s2vnet.inference.writers import SourceScan
 from s2vnet.serve.guard import GuardMiddleware, error_handlers
 from s2vnet.serve.paths import list_scans, resolve_in_root
 from s2vnet.serve.render import PRESETS, hex_colors, overlay_rgb, png_bytes, window_slice
@@ -182,7 +186,9 @@ def _load(c: ServeContext, source: Path, shown: str, modality: str, workdir: Pat
     volume.source = shown
     _check_slices(c, volume, shown)
     prepared = prepare_loaded(volume, modality, c.predictor.settings)
-    session = ViewerSession(c.store.new_id(), Path(shown.rstrip("/")).name or shown, modality, volume, prepared, workdir)
+    dicom = SourceScan(source, choose_series(source).uid) if source.is_dir() else None  # the series read_volume took
+    session = ViewerSession(c.store.new_id(), Path(shown.rstrip("/")).name or shown, modality, volume, prepared, workdir,
+                            dicom)
     c.store.add(session)
     return session
 
@@ -301,17 +307,40 @@ def overlay_png(request: Request) -> Response:
     return _png(png_bytes(overlay_rgb(grey, labels, len(c.class_names), alpha, _hidden(request))))
 
 
+def _attachment(session: ViewerSession, suffix: str) -> dict[str, str]:
+    """``Content-Disposition`` naming the download after the scan (safe characters only)."""
+    stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.mha|\.zip)$", "", session.name.rstrip("/"), flags=re.IGNORECASE)
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:100] + suffix
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
 def download(request: Request) -> Response:
     c = ctx(request)
     session = c.store.get(request.path_params["sid"])
     session.label_slice(0)  # 409 before the automatic segmentation
-    stem = re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.mha|\.zip)$", "", session.name, flags=re.IGNORECASE)
-    filename = re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:100] + "_s2vnet.nii.gz"
     with tempfile.TemporaryDirectory(dir=c.work_dir) as tmp:
         path = write_volume(session.stored_labels, session.geometry, Path(tmp) / "seg.nii.gz")
         data = path.read_bytes()
-    return Response(data, media_type="application/gzip",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(data, media_type="application/gzip", headers=_attachment(session, "_s2vnet.nii.gz"))
+
+
+def download_dicom_seg(request: Request) -> Response:
+    """The labels as DICOM-SEG referencing the session's DICOM series; errors name the scan as the user gave it."""
+    c = ctx(request)
+    session = c.store.get(request.path_params["sid"])
+    session.label_slice(0)  # 409 before the automatic segmentation
+    source = session.dicom_source
+    if source is None:
+        raise HTTPException(409, f"{session.name} was not opened from a DICOM series: DICOM-SEG needs one "
+                                 "(download NIfTI instead)")
+    with tempfile.TemporaryDirectory(dir=c.work_dir) as tmp:
+        try:
+            path = write_dicom_seg(session.stored_labels, c.class_names, Path(tmp) / "seg.dcm", source.path,
+                                   source.series_uid, interactive=bool(session.round_clicks))
+        except InputError as err:
+            raise InputError(session.name, err.problem) from None  # never a server path
+        data = path.read_bytes()
+    return Response(data, media_type="application/dicom", headers=_attachment(session, "_s2vnet.seg.dcm"))
 
 
 # ---------------------------------------------------------------------------------------------- segmentation steps
@@ -374,7 +403,7 @@ def _routes() -> list:
         Route(sid + "/labels/{z:int}.raw", labels_raw), Route(sid + "/overlay/{z:int}.png", overlay_png),
         Route(sid + "/auto", auto, methods=["POST"]), Route(sid + "/clicks", clicks, methods=["POST"]),
         Route(sid + "/undo", undo, methods=["POST"]), Route(sid + "/reset", reset, methods=["POST"]),
-        Route(sid + "/segmentation.nii.gz", download),
+        Route(sid + "/segmentation.nii.gz", download), Route(sid + "/segmentation.dcm", download_dicom_seg),
     ]
 
 

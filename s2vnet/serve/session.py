@@ -22,6 +22,7 @@ from s2vnet.data.preprocess import PreparedVolume
 from s2vnet.data.volume_io import Volume
 from s2vnet.errors import InputError
 from s2vnet.inference.api import InteractiveSession, Predictor
+from s2vnet.inference.writers import SourceScan
 from s2vnet.serve.render import auto_window
 
 __all__ = ["IDLE_PROGRESS", "ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented"]
@@ -52,8 +53,10 @@ class ViewerSession:
     """A scan, its display volume, and (after the automatic run) its interactive state and labels."""
 
     def __init__(self, sid: str, name: str, modality: str, volume: Volume, prepared: PreparedVolume,
-                 workdir: Path | None) -> None:
+                 workdir: Path | None, dicom_source: SourceScan | None = None) -> None:
+        """``dicom_source``: the DICOM series the scan was read from (server-side only, for DICOM-SEG), or None."""
         self.id, self.name, self.modality, self.workdir = sid, name, modality, workdir
+        self.dicom_source = dicom_source
         self.geometry = prepared.geometry
         self.prepared = prepared
         self.display = reorientation_for(self.geometry.direction, "LPS", name)
@@ -152,6 +155,7 @@ class ViewerSession:
             "id": self.id, "name": self.name, "modality": self.modality,
             "shape": list(self.image.shape), "spacing": [round(s, 4) for s in self.spacing],
             "segmented": self.interactive is not None, "rounds": len(self.round_clicks), "version": self.version,
+            "dicom": self.dicom_source is not None,
             "volumes_ml": self.volumes_ml(class_names), "clicks": self.round_clicks,
             "auto_window": [round(v, 1) for v in self.auto_window], "seconds": round(self.seconds, 3),
         }

@@ -193,7 +193,8 @@
     $("slice-slider").disabled = !s;
     $("auto-btn").disabled = busy || !s;
     $("undo-btn").disabled = busy || !s || !s.rounds;
-    $("reset-btn").disabled = $("download-btn").disabled = busy || !s || !s.segmented;
+    $("reset-btn").disabled = $("download-btn").disabled = $("download-dcm-btn").disabled = busy || !s || !s.segmented;
+    $("download-dcm-btn").hidden = !s || !s.dicom;  // DICOM-SEG references the DICOM series the scan came from
   }
 
   function updateSessionInfo() {
@@ -388,11 +389,11 @@
     setSlice(state.z + (e.key === "ArrowUp" ? 1 : -1));
   }
 
-  function download() {
+  function download(endpoint, suffix) {
     const s = state.session;
     if (!s || !s.segmented) return;
     const base = s.name.replace(/\/+$/, "").replace(/\.(nii\.gz|nii|nrrd|zip)$/i, "") || "segmentation";
-    const a = element("a", { href: sessionUrl("/segmentation.nii.gz"), download: `${base}_seg.nii.gz` });
+    const a = element("a", { href: sessionUrl(endpoint), download: `${base}${suffix}` });
     document.body.append(a);
     a.click();
     a.remove();
@@ -477,7 +478,8 @@
     on("undo-btn", "click", () => sessionAction("Undoing last round", "/undo",
       (s) => `undone in ${elapsed()} s (${plural(s.rounds, "round")} left)`));
     on("reset-btn", "click", () => sessionAction("Resetting", "/reset", () => `reset to the automatic result in ${elapsed()} s`));
-    on("download-btn", "click", download);
+    on("download-btn", "click", () => download("/segmentation.nii.gz", "_seg.nii.gz"));
+    on("download-dcm-btn", "click", () => download("/segmentation.dcm", "_seg.dcm"));
     document.addEventListener("keydown", onKeyDown);
     window.addEventListener("resize", () => { fitCanvas(); render(); });
     window.addEventListener("pagehide", () => { if (state.session) closeSession(state.session.id); });
