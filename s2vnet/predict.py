@@ -37,7 +37,7 @@ from s2vnet.data.volume_io import read_volume
 from s2vnet.errors import InputError, cli_errors
 from s2vnet.inference.api import InteractiveSession, Predictor, SegmentationResult
 from s2vnet.inference.batch import ModelSpec, launch_folder_job, plan_folder_job
-from s2vnet.inference.cases import is_case_collection
+from s2vnet.inference.cases import case_names, is_case_collection
 from s2vnet.inference.checkpoint import load_weights
 from s2vnet.inference.output_paths import check_output_file
 from s2vnet.inference.statistics import class_statistics, write_statistics_csv
@@ -131,7 +131,7 @@ def _single_run(args) -> int:
     fmt.write(result, output, SourceScan(scan, args.dicom_series, interactive=bool(clicks)))
     written = [str(p) for p in fmt.outputs(output)]
     if args.statistics:
-        rows = class_statistics(result.labels, volume.array, result.geometry, result.class_names, scan.name)
+        rows = class_statistics(result.labels, volume.array, result.geometry, result.class_names, case_names([scan])[0])
         written.append(str(write_statistics_csv(rows, _statistics_path(output, fmt))))
     print(f"wrote {' and '.join(written)} ({len(clicks)} clicks)")
     return 0

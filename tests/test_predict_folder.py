@@ -179,6 +179,10 @@ def test_read_only_output_folder_is_refused_before_the_model(assets):
         env = dict(os.environ, HOME=str(base), MPLCONFIGDIR=str(base), PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=base, timeout=300)
+        cannot_import = ("ModuleNotFoundError", "ImportError", "PermissionError: [Errno 13]")
+        if os.geteuid() == 0 and result.returncode == 1 and any(e in result.stderr for e in cannot_import):
+            pytest.skip("user nobody cannot read this checkout or its environment: "
+                        + result.stderr.strip().splitlines()[-1])
         assert result.returncode == 2, result.stderr[-2000:]
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith(f"error: {readonly / 'seg.nii.gz'}: cannot be written: folder {readonly} is not writable")
@@ -260,17 +264,17 @@ def test_ctrl_c_keeps_finished_cases_and_leaves_nothing_half_written(assets, tmp
         write_image(scans / f"c{i}.nii.gz", organ_phantom((8, 64, 64), seed=i)[0], spacing_zyx=(3.0, 2.0, 2.0))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "s2vnet.predict", *cli(assets, "--input", str(scans), "--output", str(out))]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_tiny_env(assets))
+    # Ctrl-C as in a terminal: SIGINT with its default disposition (a background shell would have it ignored).
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_tiny_env(assets),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list(out.glob("c*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    interrupted = proc.poll() is None
-    if interrupted:
-        proc.send_signal(signal.SIGINT)
+    assert proc.poll() is None, "the run ended before the first case was written"
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
-    if interrupted:
-        assert proc.returncode == 130, err[-2000:]
-        assert "interrupted: finished results are complete" in err
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: finished results are complete" in err
     assert not list(out.glob(".tmp-*"))
     for seg in out.glob("*.nii.gz"):  # every file there is whole
         assert read_label(seg).array.shape == (8, 64, 64)

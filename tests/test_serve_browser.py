@@ -130,6 +130,7 @@ def test_click_and_refine_in_chromium(playwright_api, server, tmp_path):
         page.click("#undo-btn")
         _wait(page, "window.s2v.session.rounds === 1 && " + IDLE_AND_DRAWN)
 
+        assert page.locator("#download-dcm-btn").is_hidden()  # a NIfTI scan: no DICOM-SEG offered
         with page.expect_download() as download:
             page.click("#download-btn")
         path = tmp_path / "seg.nii.gz"
@@ -139,3 +140,32 @@ def test_click_and_refine_in_chromium(playwright_api, server, tmp_path):
         browser.close()
     assert Image.open(shots / "viewer_after_click.png").size == (1400, 900)
 
+
+
+def test_dicom_seg_download_in_chromium(playwright_api, tmp_path):
+    """A scan opened from a DICOM series offers 'Download DICOM-SEG' next to NIfTI, and it downloads."""
+    import pydicom
+    from dicom_series import write_ct_series
+    from synthetic import organ_phantom
+
+    write_ct_series(tmp_path / "data" / "series", organ_phantom((6, 64, 64))[0], spacing_zyx=(2.0, 1.0, 1.0))
+    with BackgroundServer(create_app(tiny_predictor(), tmp_path / "data")) as url, playwright_api() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        page = browser.new_page(accept_downloads=True)
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#scan-select option[value='series/']", state="attached")
+        page.select_option("#scan-select", "series/")
+        page.click("#open-scan")
+        _wait(page, "window.s2v && window.s2v.session && document.body.dataset.busy === '0'")
+        assert page.locator("#download-dcm-btn").is_visible() and page.locator("#download-dcm-btn").is_disabled()
+        page.click("#auto-btn")
+        _wait(page, "window.s2v.session.segmented && " + IDLE_AND_DRAWN)
+        with page.expect_download() as download:
+            page.click("#download-dcm-btn")
+        path = tmp_path / "seg.dcm"
+        download.value.save_as(path)
+        assert download.value.suggested_filename == "series_s2vnet.seg.dcm"
+        assert pydicom.dcmread(path).Modality == "SEG" and problems == [], problems
+        browser.close()

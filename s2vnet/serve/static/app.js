@@ -479,7 +479,7 @@
       (s) => `undone in ${elapsed()} s (${plural(s.rounds, "round")} left)`));
     on("reset-btn", "click", () => sessionAction("Resetting", "/reset", () => `reset to the automatic result in ${elapsed()} s`));
     on("download-btn", "click", () => download("/segmentation.nii.gz", "_seg.nii.gz"));
-    on("download-dcm-btn", "click", () => download("/segmentation.dcm", "_seg.dcm"));
+    on("download-dcm-btn", "click", () => download("/segmentation.dcm", "_s2vnet.seg.dcm"));
     document.addEventListener("keydown", onKeyDown);
     window.addEventListener("resize", () => { fitCanvas(); render(); });
     window.addEventListener("pagehide", () => { if (state.session) closeSession(state.session.id); });
