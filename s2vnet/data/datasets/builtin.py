@@ -85,7 +85,8 @@ def _case_lists() -> dict[str, tuple[Callable[[], list], tuple[str, ...], str]]:
         out[f"word_{split}"] = (lambda s=split: _word_cases(s), WORD_CLASSES, "CT")
     for modality in ("CT", "MRI"):
         for split in ("train", "val"):
-            out[f"amos_{modality.lower()}_{split}"] = (lambda s=split, m=modality: _amos_cases(s, m), AMOS_CLASSES, modality)
+            cases = lambda s=split, m=modality: _amos_cases(s, m)  # noqa: E731
+            out[f"amos_{modality.lower()}_{split}"] = (cases, AMOS_CLASSES, modality)
     return out
 
 

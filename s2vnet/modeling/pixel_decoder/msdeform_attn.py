@@ -110,7 +110,8 @@ class MSDeformAttn(nn.Module):
             query: ``(B, Lq, C)``.
             reference_points: ``(B, Lq, n_levels, 2)``, normalised (x, y) in [0, 1] on each level.
             value: ``(B, sum HW, C)``, the levels flattened row-major and concatenated.
-            spatial_shapes: each level's ``(H, W)``: Python ints (no device-to-host copy) or an ``(n_levels, 2)`` tensor.
+            spatial_shapes: each level's ``(H, W)``, Python ints (no device-to-host copy) or an ``(n_levels, 2)``
+                tensor.
             level_start_index: offset of each level in ``value`` (checked): ints or an ``(n_levels,)`` tensor.
             padding_mask: optional ``(B, sum HW)`` bool, True = padding (its values are zeroed).
 
