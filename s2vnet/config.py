@@ -26,6 +26,9 @@ def _add_volume_io(vol: CN) -> None:
     vol.RESAMPLE_IN_PLANE = False
     # In-plane target spacing in mm, (y, x) order; read only when RESAMPLE_IN_PLANE is True.
     vol.TARGET_SPACING = (1.0, 1.0)
+    # Inference only: resize every slice in-plane to CROP_SIZE (instead of TARGET_SPACING) and the labels back to
+    # the input grid (paper, 4.1: a 512 x 512 input for all datasets). Training slices keep their grid.
+    vol.TEST_RESIZE = False
     # Folder of the preprocessed, memory-mapped slice cache (one sub-folder per dataset).
     vol.CACHE_DIR = ".cache/s2vnet_slices"
 
@@ -184,7 +187,9 @@ def _add_pixel_decoder(pix: CN) -> None:
 def _add_swin(swin: CN) -> None:
     # timm model name of the Swin backbone (Swin-B, window 12, as Mask2Former's Swin-B).
     swin.NAME = "swin_base_patch4_window12_384"
-    # Local path of pretrained timm weights (.pth/.safetensors); "" = random init. Nothing is downloaded.
+    # Local path of pretrained Swin weights (.pth/.pt/.safetensors, timm or Microsoft key layout; sources in
+    # s2vnet/pretrained.py); nothing is downloaded. "scratch" = random initialisation on purpose. "" = none given:
+    # train_net.py refuses to train a Swin backbone so (unless MODEL.WEIGHTS is set); inference needs no file.
     swin.PRETRAINED = ""
     # Stochastic depth rate.
     swin.DROP_PATH_RATE = 0.3

@@ -1,14 +1,14 @@
 """From a scan on disk to the uint8 ``(z, y, x)`` volume the network sees, and back.
 
 ``prepare_volume`` runs: read (+ label grid check) -> reorient -> normalise by modality ->
-optional in-plane resampling -> uint8. The returned :class:`PreparedVolume` keeps everything
-needed to put a prediction back on the input's grid (:meth:`PreparedVolume.to_input_grid`).
-The slice cache and inference both go through this one function.
+optional in-plane resampling (to a spacing, or at inference to a fixed slice size) -> uint8. The
+returned :class:`PreparedVolume` keeps everything needed to put a prediction back on the input's
+grid (:meth:`PreparedVolume.to_input_grid`). The slice cache and inference both go through this one function.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,20 +32,30 @@ class PreprocessSettings:
     intensity: IntensitySettings = field(default_factory=IntensitySettings)
     target_spacing: tuple[float, float] | None = None  # (y, x) mm; None = keep the stored spacing
     limits: VolumeLimits = field(default_factory=VolumeLimits)
+    test_size: tuple[int, int] | None = None  # (y, x) pixels of every slice at inference (instead of target_spacing)
 
     @classmethod
     def from_cfg(cls, cfg) -> "PreprocessSettings":
-        """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING}`` and the limits."""
+        """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING,
+        TEST_RESIZE, CROP_SIZE}`` and the limits (inference settings; the slice cache drops ``test_size``)."""
         vol = cfg.INPUT.VOLUME
         intensity = IntensitySettings(tuple(map(float, vol.CT_WINDOW)), tuple(map(float, vol.MRI_PERCENTILES)))
         target = tuple(map(float, vol.TARGET_SPACING)) if vol.RESAMPLE_IN_PLANE else None
-        return cls(vol.ORIENTATION, intensity, target, VolumeLimits.from_cfg(cfg))
+        test_size = tuple(map(int, vol.CROP_SIZE)) if vol.TEST_RESIZE else None
+        return cls(vol.ORIENTATION, intensity, target, VolumeLimits.from_cfg(cfg), test_size)
+
+    def for_training(self) -> "PreprocessSettings":
+        """These settings without the inference-only ``test_size`` (training slices keep their grid)."""
+        return replace(self, test_size=None)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings that change voxels (the limits are left out)."""
-        values = asdict(self)
-        values.pop("limits")
-        return values
+        """The settings that change voxels (the limits are left out; ``test_size`` only when set: the slice cache
+        never has it)."""
+        out = asdict(self)
+        out.pop("limits")
+        if self.test_size is None:
+            del out["test_size"]
+        return out
 
 
 @dataclass
@@ -117,7 +127,7 @@ def prepare_loaded(volume: Volume, modality: str, settings: PreprocessSettings) 
     reorient = reorientation_for(volume.geometry.direction, settings.orientation, source)
     spacing = reorient.spacing(volume.geometry.spacing)
     shape = reorient.shape(volume.array.shape)
-    resampling = plan_in_plane(shape, spacing, settings.target_spacing)
+    resampling = plan_in_plane(shape, spacing, settings.target_spacing, settings.test_size)
     check_resampled_size((shape[0],) + resampling.out_shape, settings.limits, source)  # before allocating it
     image = reorient.apply(normalize_intensities(volume.array, modality, settings.intensity, source))
     image = to_uint8(resampling.image(image))

@@ -61,16 +61,21 @@ class InPlaneResampling:
         return np.stack([_interpolate(s, self.in_shape, "bilinear", self.out_shape) for s in scores])
 
 
-def plan_in_plane(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None) -> InPlaneResampling:
+def plan_in_plane(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
+                  size: Sequence[int] | None = None) -> InPlaneResampling:
     """Plan resampling of a ``(z, y, x)`` volume with ``spacing`` (z, y, x) to ``target`` (y, x) mm.
 
-    ``target=None`` gives the identity plan.
+    ``size`` (y, x) pixels, when given, is the output shape instead (the spacing follows from it, per axis).
+    ``target=None`` and ``size=None`` give the identity plan.
     """
     in_shape = (int(shape[-2]), int(shape[-1]))
     in_spacing = (float(spacing[-2]), float(spacing[-1]))
-    if target is None:
+    if target is None and size is None:
         return InPlaneResampling(in_shape, in_shape, in_spacing, in_spacing)
-    out_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(in_shape, in_spacing, target))
+    if size is not None:
+        out_shape = (int(size[0]), int(size[1]))
+    else:
+        out_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(in_shape, in_spacing, target))
     out_spacing = tuple(n * s / m for n, s, m in zip(in_shape, in_spacing, out_shape))
     return InPlaneResampling(in_shape, out_shape, in_spacing, out_spacing)
 

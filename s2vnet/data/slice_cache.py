@@ -82,7 +82,7 @@ class SliceCache:
 
     def __init__(self, root: str | os.PathLike, settings: PreprocessSettings) -> None:
         self.root = Path(root)
-        self.settings = settings
+        self.settings = settings.for_training()  # training slices keep their grid; only inference resizes
 
     def folder(self, dataset_name: str) -> Path:
         return self.root / dataset_name

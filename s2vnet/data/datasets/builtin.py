@@ -76,16 +76,33 @@ def _amos_cases(split: str, modality: str) -> list:
     return [p for p in pairs if is_mri(p) == (modality == "MRI")]
 
 
-def register_all_builtin() -> None:
-    """Register btcv_{train,val}, word_{train,val,test}, amos_{ct,mri}_{train,val} (lazily)."""
+def _case_lists() -> dict[str, tuple[Callable[[], list], tuple[str, ...], str]]:
+    """``{catalog name: (fn() -> [(image, label), ...], class names, modality)}`` of every builtin dataset."""
+    out = {}
     for split in ("train", "val"):
-        register_volume_dataset(f"btcv_{split}", cases=lambda s=split: _btcv_cases(s),
-                                class_names=BTCV_CLASSES, modality="CT")
+        out[f"btcv_{split}"] = (lambda s=split: _btcv_cases(s), BTCV_CLASSES, "CT")
     for split in ("train", "val", "test"):
-        register_volume_dataset(f"word_{split}", cases=lambda s=split: _word_cases(s),
-                                class_names=WORD_CLASSES, modality="CT")
+        out[f"word_{split}"] = (lambda s=split: _word_cases(s), WORD_CLASSES, "CT")
     for modality in ("CT", "MRI"):
         for split in ("train", "val"):
-            register_volume_dataset(f"amos_{modality.lower()}_{split}",
-                                    cases=lambda s=split, m=modality: _amos_cases(s, m),
-                                    class_names=AMOS_CLASSES, modality=modality)
+            cases = lambda s=split, m=modality: _amos_cases(s, m)  # noqa: E731
+            out[f"amos_{modality.lower()}_{split}"] = (cases, AMOS_CLASSES, modality)
+    return out
+
+
+def builtin_case_pairs(name: str) -> list[tuple[str, str]]:
+    """``[(image, label), ...]`` of a builtin dataset as its folder lists them (the files are not checked).
+
+    Raises:
+        InputError: unknown name, or the dataset's image folder is missing or empty.
+    """
+    lists = _case_lists()
+    if name not in lists:
+        raise InputError(name, f"not a builtin dataset; known: {', '.join(lists)}")
+    return lists[name][0]()
+
+
+def register_all_builtin() -> None:
+    """Register btcv_{train,val}, word_{train,val,test}, amos_{ct,mri}_{train,val} (lazily)."""
+    for name, (cases, classes, modality) in _case_lists().items():
+        register_volume_dataset(name, cases=cases, class_names=classes, modality=modality)

@@ -52,6 +52,11 @@ def ms_deform_attn_sample(
     return out.view(b, n_heads * head_dim, lq).transpose(1, 2).contiguous()
 
 
+def _host_ints(values: torch.Tensor | Sequence) -> list:
+    """A tensor's values as Python numbers (a device-to-host copy), or a sequence as a list."""
+    return values.tolist() if torch.is_tensor(values) else list(values)
+
+
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention.
 
@@ -95,8 +100,8 @@ class MSDeformAttn(nn.Module):
         query: torch.Tensor,
         reference_points: torch.Tensor,
         value: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
+        spatial_shapes: torch.Tensor | Sequence[Sequence[int]],
+        level_start_index: torch.Tensor | Sequence[int],
         padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Attend from each query around its reference points.
@@ -105,16 +110,17 @@ class MSDeformAttn(nn.Module):
             query: ``(B, Lq, C)``.
             reference_points: ``(B, Lq, n_levels, 2)``, normalised (x, y) in [0, 1] on each level.
             value: ``(B, sum HW, C)``, the levels flattened row-major and concatenated.
-            spatial_shapes: ``(n_levels, 2)`` int, each level's ``(H, W)``.
-            level_start_index: ``(n_levels,)`` int, offset of each level in ``value`` (checked).
+            spatial_shapes: each level's ``(H, W)``, Python ints (no device-to-host copy) or an ``(n_levels, 2)``
+                tensor.
+            level_start_index: offset of each level in ``value`` (checked): ints or an ``(n_levels,)`` tensor.
             padding_mask: optional ``(B, sum HW)`` bool, True = padding (its values are zeroed).
 
         Returns:
             ``(B, Lq, C)``.
         """
         b, lq, _ = query.shape
-        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-        self._check(value, shapes, level_start_index, reference_points)
+        shapes = [(int(h), int(w)) for h, w in _host_ints(spatial_shapes)]
+        self._check(value, shapes, _host_ints(level_start_index), reference_points)
         v = self.value_proj(value)
         if padding_mask is not None:
             v = v.masked_fill(padding_mask[..., None], 0.0)
@@ -128,7 +134,7 @@ class MSDeformAttn(nn.Module):
         return self.output_proj(ms_deform_attn_sample(v, shapes, locations, weights))
 
     def _check(
-        self, value: torch.Tensor, shapes: List[tuple], level_start_index: torch.Tensor, reference_points: torch.Tensor
+        self, value: torch.Tensor, shapes: List[tuple], level_start_index: List[int], reference_points: torch.Tensor
     ) -> None:
         """Raise ValueError when the flattened value, level offsets and reference points disagree."""
         if len(shapes) != self.n_levels or reference_points.shape[-2:] != (self.n_levels, 2):
@@ -140,5 +146,5 @@ class MSDeformAttn(nn.Module):
         if sum(sizes) != value.shape[1]:
             raise ValueError(f"value has {value.shape[1]} tokens but spatial_shapes sum to {sum(sizes)}")
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        if [int(s) for s in level_start_index.tolist()] != starts:
-            raise ValueError(f"level_start_index {level_start_index.tolist()} does not match shapes {shapes}")
+        if [int(s) for s in level_start_index] != starts:
+            raise ValueError(f"level_start_index {list(level_start_index)} does not match shapes {shapes}")

@@ -51,10 +51,11 @@ class MSDeformAttnEncoderLayer(nn.Module):
         src: torch.Tensor,
         pos: torch.Tensor,
         reference_points: torch.Tensor,
-        spatial_shapes: torch.Tensor,
-        level_start_index: torch.Tensor,
+        spatial_shapes: Sequence[Tuple[int, int]],
+        level_start_index: Sequence[int],
     ) -> torch.Tensor:
-        """``src``/``pos`` ``(B, sum HW, C)``, ``reference_points`` ``(B, sum HW, L, 2)`` -> ``(B, sum HW, C)``."""
+        """``src``/``pos`` ``(B, sum HW, C)``, ``reference_points`` ``(B, sum HW, L, 2)`` -> ``(B, sum HW, C)``;
+        ``spatial_shapes`` / ``level_start_index`` as Python ints (see :meth:`MSDeformAttn.forward`)."""
         attn = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
         src = self.norm1(src + self.dropout1(attn))
         return self.norm2(src + self.dropout2(self.ffn(src)))
@@ -80,16 +81,14 @@ class MSDeformAttnEncoder(nn.Module):
     def forward(self, maps: Sequence[torch.Tensor], pos: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """``maps``/``pos``: per level ``(B, C, H_l, W_l)`` (pos already includes the level embedding)
         -> refined maps, same shapes and order."""
-        shapes = [tuple(m.shape[-2:]) for m in maps]
-        device = maps[0].device
-        spatial_shapes = torch.tensor(shapes, dtype=torch.long, device=device)
+        shapes = [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]  # Python ints: no host sync per layer
         sizes = [h * w for h, w in shapes]
-        level_start_index = torch.tensor([sum(sizes[:i]) for i in range(len(sizes))], dtype=torch.long, device=device)
+        level_start_index = [sum(sizes[:i]) for i in range(len(sizes))]
         src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
         pos_flat = torch.cat([p.flatten(2).transpose(1, 2) for p in pos], dim=1)
         reference = self._reference_points(shapes, maps[0]).expand(src.shape[0], -1, len(shapes), -1)
         for layer in self.layers:
-            src = layer(src, pos_flat, reference, spatial_shapes, level_start_index)
+            src = layer(src, pos_flat, reference, shapes, level_start_index)
         return [
             s.transpose(1, 2).reshape(s.shape[0], -1, h, w) for s, (h, w) in zip(src.split(sizes, dim=1), shapes)
         ]
