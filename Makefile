@@ -2,7 +2,8 @@
 #   make install   .venv with torch + torchvision, Detectron2 and s2vnet[test]
 #                  (DETECTRON2=/path/to/detectron2 installs your own Detectron2 build instead of the registry wheel)
 #   make data      the demo scans (TotalSegmentator 2.18.0 reference files, fetched from PyPI, sha256-pinned)
-#   make test      the CPU test suite (first tries to apt-install Debian's chromium for the browser test:
+#   make lint      ruff: lint rules and formatting (ruff.toml); `ruff format .` fixes the formatting
+#   make test      lint, then the CPU test suite (first tries to apt-install Debian's chromium for the browser test:
 #                  as root or with passwordless sudo only; otherwise that one test is skipped, with the reason)
 #   make serve     the browser viewer on the demo model and scans (after make demo)
 #   make demo      the main job (see README)
@@ -13,7 +14,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEMO_READY := datasets/s2vnet_demo/reference_files/example_seg_dicom_on_dicom_grid.nii.gz
 
-.PHONY: install data test demo serve benchmark gpu-wheels clean
+.PHONY: install data lint test demo serve benchmark gpu-wheels clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +33,11 @@ data: $(DEMO_READY)
 $(DEMO_READY): $(VENV)/.installed
 	$(PY) -m s2vnet.data.demo_data
 
-test: $(VENV)/.installed $(DEMO_READY)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint $(VENV)/.installed $(DEMO_READY)
 	-bash tools/install_chromium.sh
 	S2VNET_REQUIRE_DEMO_DATA=1 $(PY) -m pytest -q -rs tests
 
