@@ -2,6 +2,7 @@
 
 Detectron2 itself is not on PyPI; ``make install`` (tools/install_detectron2.py) installs it first.
 """
+
 from setuptools import find_packages, setup
 
 setup(
@@ -38,8 +39,16 @@ setup(
     extras_require={
         # medpy and surface-distance are the reference implementations the metric tests compare against.
         # httpx drives the viewer's API in-process; playwright drives Debian's /usr/bin/chromium (no browser download).
-        "test": ["pytest>=7", "pytest-timeout>=2", "medpy==0.5.2", "surface-distance==0.1", "httpx==0.28.1",
-                 "playwright==1.65.2"],
+        # ruff lints and checks formatting (`make lint`, part of `make test`).
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "medpy==0.5.2",
+            "surface-distance==0.1",
+            "httpx==0.28.1",
+            "playwright==1.65.2",
+            "ruff==0.17.5",
+        ],
         # 3D peers for projects/S2VNet/benchmark.py (speed comparison only).
         "benchmark": ["monai==1.6.1", "einops>=0.7", "versioneer"],
     },

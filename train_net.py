@@ -13,20 +13,19 @@ Evaluation (``--eval-only``, and every ``TEST.EVAL_PERIOD`` iterations) runs the
 simulated-click protocol of ``TEST.S2VNET.*`` on ``DATASETS.TEST`` and writes metrics.json,
 per_case.csv, the DSC-vs-clicks plot, predictions and montages to ``OUTPUT_DIR/inference/<dataset>``.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
-import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
 import detectron2.engine.defaults
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, create_ddp_model, default_argument_parser, default_setup, launch
@@ -34,7 +33,9 @@ from detectron2.evaluation import DatasetEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
 
+import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
 from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
@@ -63,8 +64,9 @@ def full_model_clipping(optimizer_cls: type, max_norm: float) -> type:
 def ddp_wrapper(cfg: CfgNode) -> Callable[..., torch.nn.Module]:
     """``create_ddp_model`` with ``MODEL.S2VNET.FIND_UNUSED_PARAMETERS``; ``device_ids=None`` for a CPU (gloo) model."""
     device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
-    return functools.partial(create_ddp_model, device_ids=device_ids,
-                             find_unused_parameters=cfg.MODEL.S2VNET.FIND_UNUSED_PARAMETERS)
+    return functools.partial(
+        create_ddp_model, device_ids=device_ids, find_unused_parameters=cfg.MODEL.S2VNET.FIND_UNUSED_PARAMETERS
+    )
 
 
 def without_amp_on_cpu(cfg: CfgNode) -> CfgNode:
@@ -90,8 +92,10 @@ class Trainer(DefaultTrainer):
         # SOLVER.AMP.ENABLED (it needs CUDA). So AMP is turned off on the CPU, and Detectron2's module-level
         # create_ddp_model is swapped for the config-aware one only while the parent constructor runs; so is its
         # DetectionCheckpointer, for one that writes checkpoints atomically (a kill never leaves a partial file).
-        with mock.patch.object(detectron2.engine.defaults, "create_ddp_model", ddp_wrapper(cfg)), \
-                mock.patch.object(detectron2.engine.defaults, "DetectionCheckpointer", AtomicCheckpointer):
+        with (
+            mock.patch.object(detectron2.engine.defaults, "create_ddp_model", ddp_wrapper(cfg)),
+            mock.patch.object(detectron2.engine.defaults, "DetectionCheckpointer", AtomicCheckpointer),
+        ):
             super().__init__(without_amp_on_cpu(cfg))
 
     @classmethod
@@ -102,11 +106,16 @@ class Trainer(DefaultTrainer):
     def build_optimizer(cls, cfg, model):
         multiplier = cfg.SOLVER.BACKBONE_MULTIPLIER
         params = get_default_optimizer_params(
-            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
             weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
-            lr_factor_func=lambda name: multiplier if name.startswith("backbone.") else 1.0)
+            lr_factor_func=lambda name: multiplier if name.startswith("backbone.") else 1.0,
+        )
         if cfg.SOLVER.OPTIMIZER not in OPTIMIZERS:
-            raise InputError("SOLVER.OPTIMIZER", f"unknown optimizer '{cfg.SOLVER.OPTIMIZER}'; known: {', '.join(OPTIMIZERS)}")
+            raise InputError(
+                "SOLVER.OPTIMIZER", f"unknown optimizer '{cfg.SOLVER.OPTIMIZER}'; known: {', '.join(OPTIMIZERS)}"
+            )
         optimizer_cls = OPTIMIZERS[cfg.SOLVER.OPTIMIZER]
         clip = cfg.SOLVER.CLIP_GRADIENTS
         if clip.ENABLED and clip.CLIP_TYPE == "full_model":
@@ -117,8 +126,9 @@ class Trainer(DefaultTrainer):
         return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, **extra)
 
     @classmethod
-    def test(cls, cfg: CfgNode, model: torch.nn.Module,
-             evaluators: DatasetEvaluator | list[DatasetEvaluator] | None = None) -> OrderedDict:
+    def test(
+        cls, cfg: CfgNode, model: torch.nn.Module, evaluators: DatasetEvaluator | list[DatasetEvaluator] | None = None
+    ) -> OrderedDict:
         """Evaluate on every ``cfg.DATASETS.TEST`` dataset with the volume protocol (see the module docstring).
 
         Args:
@@ -155,7 +165,9 @@ def check_classes(cfg) -> None:
         if classes is None:
             raise InputError(name, "no such registered dataset")
         if len(classes) != s2v.NUM_CLASSES or (s2v.CLASS_NAMES and list(s2v.CLASS_NAMES) != list(classes)):
-            raise InputError(name, f"has classes {classes}, but the config says {s2v.NUM_CLASSES}: {list(s2v.CLASS_NAMES)}")
+            raise InputError(
+                name, f"has classes {classes}, but the config says {s2v.NUM_CLASSES}: {list(s2v.CLASS_NAMES)}"
+            )
 
 
 def setup(args):
@@ -190,5 +202,14 @@ def main(args) -> int:
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    sys.exit(launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                    dist_url=args.dist_url, args=(args,)) or 0)
+    sys.exit(
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+        or 0
+    )

@@ -6,6 +6,7 @@
 (the browser viewer, ``s2vnet-serve``) and two ``SOLVER`` keys. Keys already in Detectron2's
 defaults (``DATASETS.*``, ``DATALOADER.*``, ``MODEL.RESNETS.*``, ``SOLVER.*``, ``SEED``) keep their meaning.
 """
+
 from __future__ import annotations
 
 import math
@@ -309,8 +310,11 @@ def setup_cfg(config_file: str = "", opts: list[str] | None = None) -> CN:
         _merge(lambda f: cfg.merge_from_file(f, allow_unsafe=False), config_file, config_file)
     _merge(cfg.merge_from_list, list(opts or []), "command-line overrides")
     if config_file and not cfg.MODEL.S2VNET.CLASS_NAMES and not cfg.DATASETS.TRAIN and not cfg.DATASETS.TEST:
-        raise InputError(config_file, "names no classes (MODEL.S2VNET.CLASS_NAMES) and no datasets: it is a base "
-                                      "config; use a config whose _BASE_ names it (e.g. configs/btcv/s2vnet_swinb.yaml)")
+        raise InputError(
+            config_file,
+            "names no classes (MODEL.S2VNET.CLASS_NAMES) and no datasets: it is a base "
+            "config; use a config whose _BASE_ names it (e.g. configs/btcv/s2vnet_swinb.yaml)",
+        )
     check_cfg(cfg, config_file or "command-line overrides")
     cfg.freeze()
     return cfg
@@ -385,8 +389,10 @@ def _pair(values) -> tuple[float, float] | None:
 def _ct_window(cfg: CN) -> str | None:
     pair = _pair(cfg.INPUT.VOLUME.CT_WINDOW)
     if pair is None or pair[0] >= pair[1]:
-        return (f"INPUT.VOLUME.CT_WINDOW {tuple(cfg.INPUT.VOLUME.CT_WINDOW)} must be (low, high) HU with low < high "
-                "(a reversed window blanks every image)")
+        return (
+            f"INPUT.VOLUME.CT_WINDOW {tuple(cfg.INPUT.VOLUME.CT_WINDOW)} must be (low, high) HU with low < high "
+            "(a reversed window blanks every image)"
+        )
     return None
 
 
@@ -400,7 +406,8 @@ def _mri_percentiles(cfg: CN) -> str | None:
 def _spacing_range(cfg: CN) -> str | None:
     pair = _pair(cfg.INPUT.VOLUME.SPACING_RANGE)
     if pair is None or not 0 < pair[0] < pair[1]:
-        return f"INPUT.VOLUME.SPACING_RANGE {tuple(cfg.INPUT.VOLUME.SPACING_RANGE)} must be (min, max) mm with 0 < min < max"
+        spacing = tuple(cfg.INPUT.VOLUME.SPACING_RANGE)
+        return f"INPUT.VOLUME.SPACING_RANGE {spacing} must be (min, max) mm with 0 < min < max"
     return None
 
 
@@ -408,16 +415,21 @@ def _target_spacing(cfg: CN) -> str | None:
     vol = cfg.INPUT.VOLUME
     target, bounds = _pair(vol.TARGET_SPACING), _pair(vol.SPACING_RANGE) or (0.0, math.inf)
     if target is None or not all(bounds[0] <= t <= bounds[1] and t > 0 for t in target):
-        return (f"INPUT.VOLUME.TARGET_SPACING {tuple(vol.TARGET_SPACING)} must be two voxel sizes (y, x) in mm "
-                f"within INPUT.VOLUME.SPACING_RANGE {tuple(vol.SPACING_RANGE)}")
+        return (
+            f"INPUT.VOLUME.TARGET_SPACING {tuple(vol.TARGET_SPACING)} must be two voxel sizes (y, x) in mm "
+            f"within INPUT.VOLUME.SPACING_RANGE {tuple(vol.SPACING_RANGE)}"
+        )
     return None
 
 
 def _size_limits(cfg: CN) -> str | None:
     vol, serve = cfg.INPUT.VOLUME, cfg.SERVE
-    for key, value in [("INPUT.VOLUME.MAX_VOXELS", vol.MAX_VOXELS), ("INPUT.VOLUME.MAX_RESAMPLED_VOXELS",
-                       vol.MAX_RESAMPLED_VOXELS), ("SERVE.MAX_SLICES", serve.MAX_SLICES),
-                       ("SERVE.MAX_UNPACKED_MB", serve.MAX_UNPACKED_MB)]:
+    for key, value in [
+        ("INPUT.VOLUME.MAX_VOXELS", vol.MAX_VOXELS),
+        ("INPUT.VOLUME.MAX_RESAMPLED_VOXELS", vol.MAX_RESAMPLED_VOXELS),
+        ("SERVE.MAX_SLICES", serve.MAX_SLICES),
+        ("SERVE.MAX_UNPACKED_MB", serve.MAX_UNPACKED_MB),
+    ]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             return f"{key} {value!r} must be a positive number"
     return None

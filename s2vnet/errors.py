@@ -1,10 +1,12 @@
 """One exception type for bad user input, and the one-line CLI wrapper that reports it."""
+
 from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., int])
 

@@ -20,6 +20,7 @@ over several GPUs or CPU processes (:mod:`s2vnet.inference.batch`)::
 ``Predictor``, ``InteractiveSession``, ``SegmentationResult`` and ``load_weights`` are re-exported here so
 that code importing them from ``s2vnet.predict`` keeps working; new code imports them from ``s2vnet``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,15 @@ from s2vnet.inference.output_paths import check_output_file
 from s2vnet.inference.statistics import class_statistics, write_statistics_csv
 from s2vnet.inference.writers import ALL_SUFFIXES, OUTPUT_FORMATS, OutputFormat, SourceScan, resolve_format
 
-__all__ = ["Predictor", "InteractiveSession", "SegmentationResult", "load_weights", "read_clicks",
-           "to_working_click", "main"]
+__all__ = [
+    "Predictor",
+    "InteractiveSession",
+    "SegmentationResult",
+    "load_weights",
+    "read_clicks",
+    "to_working_click",
+    "main",
+]
 
 
 def to_working_click(predictor: Predictor, prepared, click: dict | Click, source: str = "clicks") -> Click:
@@ -56,25 +64,41 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Segment CT/MRI scans with S2VNet.")
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", required=True, help="checkpoint (model_final.pth)")
-    parser.add_argument("--input", required=True, help="NIfTI / NRRD / MHA file or DICOM series folder; or a folder "
-                                                        "of such scans, or a .txt file listing them (folder run)")
-    parser.add_argument("--output", required=True, help=f"a file ({', '.join(ALL_SUFFIXES)}) for one scan; "
-                                                         "a folder for a folder run")
-    parser.add_argument("--format", choices=list(OUTPUT_FORMATS), help="output type (default: from the output's "
-                                                                       "suffix; nifti for a folder run)")
-    parser.add_argument("--statistics", action="store_true", help="per-class volume (ml), voxel count and mean / "
-                                                                  "median intensity, as CSV")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="NIfTI / NRRD / MHA file or DICOM series folder; or a folder "
+        "of such scans, or a .txt file listing them (folder run)",
+    )
+    parser.add_argument(
+        "--output", required=True, help=f"a file ({', '.join(ALL_SUFFIXES)}) for one scan; a folder for a folder run"
+    )
+    parser.add_argument(
+        "--format",
+        choices=list(OUTPUT_FORMATS),
+        help="output type (default: from the output's suffix; nifti for a folder run)",
+    )
+    parser.add_argument(
+        "--statistics",
+        action="store_true",
+        help="per-class volume (ml), voxel count and mean / median intensity, as CSV",
+    )
     parser.add_argument("--clicks", help="clicks JSON for one refinement round (one scan only)")
     parser.add_argument("--dicom-series", help="Series Instance UID to read from a folder holding several series")
     parser.add_argument("--modality", default="CT", help="CT or MRI")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     workers = parser.add_argument_group("folder runs on several processes (the flags of train_net.py)")
-    workers.add_argument("--num-gpus", type=int, default=1, help="processes per machine: one per GPU, or CPU "
-                                                                 "processes (gloo) without GPUs")
+    workers.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="processes per machine: one per GPU, or CPU processes (gloo) without GPUs",
+    )
     workers.add_argument("--num-machines", type=int, default=1)
     workers.add_argument("--machine-rank", type=int, default=0, help="this machine's rank (0 .. num-machines - 1)")
-    workers.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 for several machines "
-                                                            "(auto: a free local port)")
+    workers.add_argument(
+        "--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 for several machines (auto: a free local port)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     return parser
 
@@ -87,8 +111,9 @@ def _statistics_path(output: Path, fmt: OutputFormat) -> Path:
 
 def _check_workers(args) -> None:
     if min(args.num_gpus, args.num_machines) < 1 or not 0 <= args.machine_rank < args.num_machines:
-        raise InputError("--num-gpus", "--num-gpus and --num-machines must be >= 1 and 0 <= --machine-rank < "
-                                       "--num-machines")
+        raise InputError(
+            "--num-gpus", "--num-gpus and --num-machines must be >= 1 and 0 <= --machine-rank < --num-machines"
+        )
     if torch.cuda.is_available() and args.num_gpus > torch.cuda.device_count():
         raise InputError("--num-gpus", f"{args.num_gpus} processes asked for, {torch.cuda.device_count()} GPUs here")
     if args.num_machines > 1 and args.dist_url == "auto":
@@ -115,8 +140,11 @@ def _single_run(args) -> int:
     check_output_file(output, scan)
     fmt = resolve_format(output, args.format, is_file=True)
     if fmt.needs_dicom and not scan.is_dir():
-        raise InputError(scan, f"is not a DICOM series; {fmt.name} output ({output.name}) needs a DICOM input: "
-                               "write .seg.nrrd or .nii.gz instead")
+        raise InputError(
+            scan,
+            f"is not a DICOM series; {fmt.name} output ({output.name}) needs a DICOM input: "
+            "write .seg.nrrd or .nii.gz instead",
+        )
     modality = canonical_modality(args.modality, "--modality")
     user_clicks = read_clicks(args.clicks) if args.clicks else []
     source = args.clicks or "clicks"
@@ -143,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _folder_run(args) if is_case_collection(Path(args.input)) else _single_run(args)
     except KeyboardInterrupt:
-        print("interrupted: finished results are complete, nothing is half-written; run again to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished results are complete, nothing is half-written; run again to resume", file=sys.stderr
+        )
         return 130
 
 

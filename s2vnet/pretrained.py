@@ -13,6 +13,7 @@ downloaded. Two public sources hold the paper's backbone (Swin-B, window 12, 384
 Training a Swin config without such a file is refused (:func:`resolve_pretrained`), unless the value is
 :data:`SCRATCH`, which trains the backbone from random initialisation on purpose.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,9 +1,10 @@
 """Shared fixtures for the S2VNet test suite."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pytest

@@ -1,8 +1,9 @@
 """A small synthetic CT DICOM series written with pydicom (complete enough for highdicom to reference)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pydicom
@@ -10,10 +11,17 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
-def write_ct_series(folder: Path, hu: np.ndarray, spacing_zyx: Sequence[float] = (2.5, 0.8, 0.7),
-                    origin_xyz: Sequence[float] = (-20.0, 15.0, 40.0),
-                    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0), series_uid: str | None = None,
-                    description: str = "synthetic CT", study_uid: str | None = None, prefix: str = "slice") -> list[Path]:
+def write_ct_series(
+    folder: Path,
+    hu: np.ndarray,
+    spacing_zyx: Sequence[float] = (2.5, 0.8, 0.7),
+    origin_xyz: Sequence[float] = (-20.0, 15.0, 40.0),
+    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    series_uid: str | None = None,
+    description: str = "synthetic CT",
+    study_uid: str | None = None,
+    prefix: str = "slice",
+) -> list[Path]:
     """Write ``hu`` (z, y, x) as one file per slice (rows = y, columns = x), named in reverse slice order.
 
     Slice ``z`` lies at ``origin + z * dz * normal`` with ``normal = row direction x column direction``.
@@ -33,7 +41,13 @@ def write_ct_series(folder: Path, hu: np.ndarray, spacing_zyx: Sequence[float] =
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
         ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Test", "PHANTOM1", "", "O"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "20240101", "120000", "", "1", ""
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = (
+            "20240101",
+            "120000",
+            "",
+            "1",
+            "",
+        )
         ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = "CT", 3, z + 1, description
         ds.Manufacturer, ds.PositionReferenceIndicator = "test", ""
         ds.ImageOrientationPatient = [float(v) for v in orientation]

@@ -1,17 +1,17 @@
 """Shared pieces of the viewer tests: a tiny model, a scan stored in a non-LPS orientation, and a client."""
-from __future__ import annotations
 
-import pytest
+from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from starlette.testclient import TestClient
+from synthetic import organ_phantom, tiny_cfg
 
 from s2vnet.inference.api import Predictor
 from s2vnet.serve.app import create_app
-from synthetic import organ_phantom, tiny_cfg
 
 # Stored RAS-like: +i towards patient right, +j anterior, +k superior, so display (LPS) flips rows and cols.
 RAS_DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -24,8 +24,11 @@ def tiny_predictor(*overrides: str) -> Predictor:
     import torch
 
     torch.manual_seed(0)
-    return Predictor(tiny_cfg("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0", "MODEL.S2VNET.SEMANTIC_INFERENCE", "max",
-                              *overrides), None, "cpu")
+    return Predictor(
+        tiny_cfg("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0", "MODEL.S2VNET.SEMANTIC_INFERENCE", "max", *overrides),
+        None,
+        "cpu",
+    )
 
 
 def write_scan(path: Path, shape=(6, 48, 40), seed: int = 0) -> Path:

@@ -1,23 +1,29 @@
 """Small synthetic volumes and datasets for the tests (written with SimpleITK into tmp folders)."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
-from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from s2vnet.config import setup_cfg
 from s2vnet.data import register_volume_dataset
 
 
-def write_image(path: Path, array: np.ndarray, spacing_zyx=(2.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
-                direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> Path:
+def write_image(
+    path: Path,
+    array: np.ndarray,
+    spacing_zyx=(2.0, 1.0, 1.0),
+    origin=(0.0, 0.0, 0.0),
+    direction=(1, 0, 0, 0, 1, 0, 0, 0, 1),
+) -> Path:
     """Write a (z, y, x) array with the given geometry."""
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
@@ -56,7 +62,9 @@ class TempDatasets:
     def __init__(self) -> None:
         self.names: list[str] = []
 
-    def register(self, cases, class_names: Sequence[str] = ("organ_a", "organ_b"), modality: str = "CT", **kwargs) -> str:
+    def register(
+        self, cases, class_names: Sequence[str] = ("organ_a", "organ_b"), modality: str = "CT", **kwargs
+    ) -> str:
         name = f"test_{uuid.uuid4().hex[:8]}"
         register_volume_dataset(name, cases=cases, class_names=class_names, modality=modality, **kwargs)
         self.names.append(name)
@@ -70,9 +78,24 @@ class TempDatasets:
 
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["MODEL.S2VNET.NUM_CLASSES", "2", "MODEL.S2VNET.CLASS_NAMES", "['a', 'b']", "MODEL.S2VNET.CENTROIDS_PER_CLASS", "3",
-        "MODEL.S2VNET.HIDDEN_DIM", "32", "MODEL.PIXEL_DECODER.CONVS_DIM", "32", "MODEL.PIXEL_DECODER.MASK_DIM", "32",
-        "MODEL.S2VNET.DIM_FEEDFORWARD", "64", "MODEL.S2VNET.TRAIN_NUM_POINTS", "512"]
+TINY = [
+    "MODEL.S2VNET.NUM_CLASSES",
+    "2",
+    "MODEL.S2VNET.CLASS_NAMES",
+    "['a', 'b']",
+    "MODEL.S2VNET.CENTROIDS_PER_CLASS",
+    "3",
+    "MODEL.S2VNET.HIDDEN_DIM",
+    "32",
+    "MODEL.PIXEL_DECODER.CONVS_DIM",
+    "32",
+    "MODEL.PIXEL_DECODER.MASK_DIM",
+    "32",
+    "MODEL.S2VNET.DIM_FEEDFORWARD",
+    "64",
+    "MODEL.S2VNET.TRAIN_NUM_POINTS",
+    "512",
+]
 
 
 def tiny_cfg(*overrides: str):
@@ -93,15 +116,40 @@ def phantom_clip(size: int = 64, empty_slice: int | None = None, clicks: bool = 
         label = np.zeros((size, size), dtype=np.int64)
         if t != empty_slice:
             label[(yy - 20 - t) ** 2 + (xx - 22) ** 2 < 90] = 1
-            label[38 + t:54 + t, 36:54] = 2
+            label[38 + t : 54 + t, 36:54] = 2
         image = np.where(label == 1, 200, np.where(label == 2, 60, 120)).astype(np.uint8)
         inst = Instances((size, size))
         values = [v for v in (1, 2) if (label == v).any()]
         inst.gt_classes = torch.tensor([v - 1 for v in values], dtype=torch.int64)
-        inst.gt_masks = torch.stack([torch.from_numpy(label == v) for v in values]) if values else torch.zeros(0, size, size, dtype=torch.bool)
-        click = {"coords": torch.zeros(0, 2), "classes": torch.zeros(0, dtype=torch.int64), "positive": torch.zeros(0, dtype=torch.bool)}
+        inst.gt_masks = (
+            torch.stack([torch.from_numpy(label == v) for v in values])
+            if values
+            else torch.zeros(0, size, size, dtype=torch.bool)
+        )
+        click = {
+            "coords": torch.zeros(0, 2),
+            "classes": torch.zeros(0, dtype=torch.int64),
+            "positive": torch.zeros(0, dtype=torch.bool),
+        }
         if clicks and t == 0:
-            click = {"coords": torch.tensor([[20.0, 22.0]]), "classes": torch.tensor([0]), "positive": torch.tensor([True])}
-        slices.append({"image": torch.from_numpy(image)[None], "sem_seg": torch.from_numpy(label), "instances": inst,
-                       "clicks": click, "height": size, "width": size})
-    return {"case_id": "phantom", "slices": slices, "slice_indices": [0, 1, 2], "interactive_classes": torch.tensor([0])}
+            click = {
+                "coords": torch.tensor([[20.0, 22.0]]),
+                "classes": torch.tensor([0]),
+                "positive": torch.tensor([True]),
+            }
+        slices.append(
+            {
+                "image": torch.from_numpy(image)[None],
+                "sem_seg": torch.from_numpy(label),
+                "instances": inst,
+                "clicks": click,
+                "height": size,
+                "width": size,
+            }
+        )
+    return {
+        "case_id": "phantom",
+        "slices": slices,
+        "slice_indices": [0, 1, 2],
+        "interactive_classes": torch.tensor([0]),
+    }

@@ -1,4 +1,5 @@
 """Backbones: the timm Swin wrapper (sizes, weights, registry) and Detectron2's ResNet-18 from a cfg."""
+
 from __future__ import annotations
 
 import re
@@ -114,8 +115,10 @@ def test_swin_loads_a_full_timm_checkpoint_and_matches_timm(tmp_path):
 
 def test_swin_loads_microsoft_key_layout(tiny, tmp_path):
     """Original checkpoints keep ``downsample`` at the end of the previous stage."""
-    old = {re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k): v
-           for k, v in tiny.swin.state_dict().items()}
+    old = {
+        re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k): v
+        for k, v in tiny.swin.state_dict().items()
+    }
     backbone = TimmSwinBackbone(name=TINY)
     counts = load_pretrained_swin(backbone.swin, _save({"model": old}, tmp_path / "ms.pth"))
     assert counts["missing"] == 0 and counts["unexpected"] == 0

@@ -6,6 +6,7 @@ the module's ``__main__`` does (``sys.exit(main(argv))``). Importing torch and D
 seconds, so the driver imports them once and runs every case in a forked child process of its own,
 with its own stderr file and exit status. Only the missing-config case runs the real ``python -m``.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,9 @@ class CliRuns:
         self.expected: dict[str, tuple[str, list[str]]] = {}  # key -> (file or dataset named, key words)
         self.returncodes: dict[str, int] = {}
 
-    def add(self, key, expected_source=None, keywords=(), *, cases=None, modality="CT", class_names=("liver",),
-            argv=None):
+    def add(
+        self, key, expected_source=None, keywords=(), *, cases=None, modality="CT", class_names=("liver",), argv=None
+    ):
         name = f"ds_{key}"
         registration = None
         if cases is not None:
@@ -142,8 +144,9 @@ def runs(tmp_path_factory) -> CliRuns:
 
     runs.add("ok", cases=[good])
 
-    runs.add("missing_image", img / "missing.nii.gz", ["does not exist"],
-             cases=[(str(img / "missing.nii.gz"), good[1])])
+    runs.add(
+        "missing_image", img / "missing.nii.gz", ["does not exist"], cases=[(str(img / "missing.nii.gz"), good[1])]
+    )
 
     garbage = img / "garbage.nii.gz"
     garbage.write_bytes(b"this is not a NIfTI file\x00\xff" * 16)
@@ -154,14 +157,17 @@ def runs(tmp_path_factory) -> CliRuns:
 
     off_grid = _write(lbl / "off_grid.nii.gz", good_label, spacing=(2.0, 1.0, 1.0))
     off_image = _write(img / "off_grid.nii.gz", ramp)
-    runs.add("grid_mismatch", off_grid, ["not on its image's grid", "spacing"],
-             cases=[good, (off_image, off_grid)])
+    runs.add("grid_mismatch", off_grid, ["not on its image's grid", "spacing"], cases=[good, (off_image, off_grid)])
 
     unlisted = good_label.copy()
     unlisted[2, 0, 0] = 7
     unlisted_path = _write(lbl / "unlisted.nii.gz", unlisted)
-    runs.add("unlisted_label", unlisted_path, ["[7]", "not in the class list"],
-             cases=[(_write(img / "unlisted.nii.gz", ramp), unlisted_path)])
+    runs.add(
+        "unlisted_label",
+        unlisted_path,
+        ["[7]", "not in the class list"],
+        cases=[(_write(img / "unlisted.nii.gz", ramp), unlisted_path)],
+    )
 
     runs.add("no_cases", "ds_no_cases", ["no cases"], cases=[])
 
@@ -170,23 +176,39 @@ def runs(tmp_path_factory) -> CliRuns:
     nan_path = _write(img / "nan.mha", nan)  # ITK's NIfTI reader would turn the NaN into 0
     runs.add("nan", nan_path, ["NaN"], cases=[good, (nan_path, _write(lbl / "nan.nii.gz", good_label))])
 
-    runs.add("unknown_modality", "ds_unknown_modality", ["unknown modality 'PET'", "CT, MRI"],
-             cases=[good], modality="PET")
+    runs.add(
+        "unknown_modality", "ds_unknown_modality", ["unknown modality 'PET'", "CT, MRI"], cases=[good], modality="PET"
+    )
 
-    runs.add("unknown_dataset", "nope", ["no such registered dataset"],
-             argv=["--dataset=nope", "INPUT.VOLUME.CACHE_DIR", str(runs.cache)])
+    runs.add(
+        "unknown_dataset",
+        "nope",
+        ["no such registered dataset"],
+        argv=["--dataset=nope", "INPUT.VOLUME.CACHE_DIR", str(runs.cache)],
+    )
 
-    runs.add("bad_override", "command-line overrides", ["invalid config", "INPUT.VOLUME.NOPE"],
-             argv=["--dataset=ds_ok", "INPUT.VOLUME.NOPE", "1"])
+    runs.add(
+        "bad_override",
+        "command-line overrides",
+        ["invalid config", "INPUT.VOLUME.NOPE"],
+        argv=["--dataset=ds_ok", "INPUT.VOLUME.NOPE", "1"],
+    )
 
     bad_yaml = root / "configs" / "bad.yaml"
     bad_yaml.parent.mkdir()
     bad_yaml.write_text("INPUT:\n  VOLUME:\n    CT_WINDOWS: [-100, 200]\n")
-    runs.add("bad_config_key", bad_yaml, ["invalid config", "CT_WINDOWS"],
-             argv=["--config-file", str(bad_yaml), "--dataset=ds_ok"])
+    runs.add(
+        "bad_config_key",
+        bad_yaml,
+        ["invalid config", "CT_WINDOWS"],
+        argv=["--config-file", str(bad_yaml), "--dataset=ds_ok"],
+    )
 
-    runs.add("trailing_overrides", cases=[good],
-             argv=["--dataset", "ds_trailing_overrides", "INPUT.VOLUME.CACHE_DIR", str(root / "cache_trailing")])
+    runs.add(
+        "trailing_overrides",
+        cases=[good],
+        argv=["--dataset", "ds_trailing_overrides", "INPUT.VOLUME.CACHE_DIR", str(root / "cache_trailing")],
+    )
 
     (root / "out").mkdir()
     (root / "cases.json").write_text(json.dumps(runs.cases))
@@ -196,10 +218,22 @@ def runs(tmp_path_factory) -> CliRuns:
     runs.add("missing_config", missing_cfg, ["no such config file"])
     real_cli = subprocess.Popen(
         [sys.executable, "-m", "s2vnet.data.slice_cache", "--config-file", str(missing_cfg), "--dataset=ds_ok"],
-        cwd=root, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
-    driver = subprocess.run([sys.executable, str(root / "driver.py"), str(root / "cases.json"), str(root / "out")],
-                            cwd=root, env=_env(root), capture_output=True, encoding="utf-8", errors="replace",
-                            timeout=300)
+        cwd=root,
+        env=_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
+    )
+    driver = subprocess.run(
+        [sys.executable, str(root / "driver.py"), str(root / "cases.json"), str(root / "out")],
+        cwd=root,
+        env=_env(root),
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=300,
+    )
     real_out, real_err = real_cli.communicate(timeout=300)
 
     assert driver.returncode == 0, driver.stderr
@@ -210,8 +244,20 @@ def runs(tmp_path_factory) -> CliRuns:
     return runs
 
 
-ERROR_CASES = ["missing_image", "unreadable", "image_2d", "grid_mismatch", "unlisted_label", "no_cases", "nan",
-               "unknown_modality", "unknown_dataset", "missing_config", "bad_override", "bad_config_key"]
+ERROR_CASES = [
+    "missing_image",
+    "unreadable",
+    "image_2d",
+    "grid_mismatch",
+    "unlisted_label",
+    "no_cases",
+    "nan",
+    "unknown_modality",
+    "unknown_dataset",
+    "missing_config",
+    "bad_override",
+    "bad_config_key",
+]
 
 
 @pytest.mark.parametrize("key", ERROR_CASES)

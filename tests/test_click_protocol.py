@@ -1,10 +1,12 @@
 """The interactive-evaluation click protocols: known answers, connectivity, signs, determinism, NoC, AUC."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from s2vnet.data.clicks import Click
+from s2vnet.errors import InputError
 from s2vnet.evaluation.clicks import challenge_click, challenge_round, first_click, next_click, noc, simulate_round
 from s2vnet.evaluation.metrics import per_class_metrics
 from s2vnet.evaluation.protocols import (
@@ -15,7 +17,6 @@ from s2vnet.evaluation.protocols import (
     protocols_named,
     trapezoid_auc,
 )
-from s2vnet.errors import InputError
 
 
 def _box(shape, start, size) -> np.ndarray:
@@ -301,8 +302,10 @@ def test_nsd_counts_zero_where_dsc_is_at_most_0_2():
 
 
 def _rows(case, step, scores):
-    return [{"case": case, "class": name, "clicks": step, "dice": d, "nsd": n, "gt_voxels": g}
-            for name, (d, n, g) in scores.items()]
+    return [
+        {"case": case, "class": name, "clicks": step, "dice": d, "nsd": n, "gt_voxels": g}
+        for name, (d, n, g) in scores.items()
+    ]
 
 
 def test_case_scores_are_class_means_with_the_nsd_rule_on_the_case_dsc():

@@ -1,4 +1,5 @@
 """Click refinement mechanisms: obeyed clicks, removable corrections, error-driven training clicks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,9 +14,12 @@ from s2vnet.modeling.semantic import SEMANTIC_INFERENCE
 
 
 def _outputs(logits, masks, click_class, here) -> dict:
-    return {"pred_logits": torch.tensor(logits, dtype=torch.float32)[None],
-            "pred_masks": torch.tensor(masks, dtype=torch.float32)[None],
-            "click_class": torch.tensor(click_class), "clicked_here": torch.tensor(here)}
+    return {
+        "pred_logits": torch.tensor(logits, dtype=torch.float32)[None],
+        "pred_masks": torch.tensor(masks, dtype=torch.float32)[None],
+        "click_class": torch.tensor(click_class),
+        "clicked_here": torch.tensor(here),
+    }
 
 
 def test_a_positive_click_produces_its_class_whatever_the_head_says():
@@ -44,7 +48,9 @@ def test_a_round_contributes_only_its_click_centroids_with_click_round_scores():
     masks = np.full((3, 2, 2), -10.0)
     masks[0] = 10.0  # slot 0: an automatic centroid of class 1 covering the slice
     masks[1, 0, 0] = 10.0  # slot 1: the click centroid of class 0, one pixel
-    outputs = _outputs([[-9.0, 9.0, -9.0], [9.0, -9.0, -9.0], [0.0, 0.0, 9.0]], masks, [-1, 0, -1], [False, True, False])
+    outputs = _outputs(
+        [[-9.0, 9.0, -9.0], [9.0, -9.0, -9.0], [0.0, 0.0, 9.0]], masks, [-1, 0, -1], [False, True, False]
+    )
     model = tiny_model()
     scores, reached = model.click_scores(outputs)
     assert reached.tolist() == [True, False]  # class 1 has no click centroid on this slice
@@ -140,7 +146,11 @@ def test_click_obedience_counts_clicks_that_got_what_they_asked_for():
     spec.loader.exec_module(tool)
     labels = np.zeros((2, 4, 4), np.uint8)
     labels[0, 1, 1] = 1
-    clicks = [Click(0, (0, 1, 1), "working"), Click(0, (1, 2, 2), "working"),  # obeyed, not obeyed
-              Click(1, (0, 3, 3), "working", positive=False), Click(0, (0, 1, 1), "working", positive=False)]
+    clicks = [
+        Click(0, (0, 1, 1), "working"),
+        Click(0, (1, 2, 2), "working"),  # obeyed, not obeyed
+        Click(1, (0, 3, 3), "working", positive=False),
+        Click(0, (0, 1, 1), "working", positive=False),
+    ]
     counts = tool.obedience({"rounds": [labels], "clicks": [clicks]})
     assert counts == {(0, True, True): 1, (0, True, False): 1, (1, False, True): 1, (0, False, False): 1}

@@ -1,4 +1,5 @@
 """The one click type: frames round-trip exactly on rotated, flipped and anisotropic volumes; strict JSON."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from synthetic import tiny_cfg, tiny_model
+from synthetic import tiny_model
 
 from s2vnet.data.clicks import Click, ClickFrames, click_tensors, parse_click, parse_clicks, read_clicks
 from s2vnet.data.orientation import reorientation_for
@@ -100,7 +101,7 @@ def test_outside_clicks_are_refused_in_their_own_frame():
         ({"class": "\u00b2", "voxel": [0, 0, 0]}, "unknown class name"),  # str.isdigit() is True, int() fails
         ({"class": "9" * 5000, "voxel": [0, 0, 0]}, "unknown class name"),  # int() refuses > 4300 digits
         ({"class": "liver", "voxel": [10**400, 0, 0]}, "must be finite"),  # float() overflows
-        ({"class": "liver", "point": [0, -10**400, 0]}, "must be finite"),
+        ({"class": "liver", "point": [0, -(10**400), 0]}, "must be finite"),
     ],
 )
 def test_bad_click_values_are_refused(obj, message):
@@ -135,8 +136,14 @@ def test_read_clicks_refuses_nan_and_deep_json(tmp_path):
 
 
 def test_click_type_checks_its_own_fields():
-    for bad in [dict(class_index=-1), dict(class_index=True), dict(positive=1), dict(frame="xyz"),
-                dict(position=(0, 0)), dict(position=(0, float("inf"), 0))]:
+    for bad in [
+        dict(class_index=-1),
+        dict(class_index=True),
+        dict(positive=1),
+        dict(frame="xyz"),
+        dict(position=(0, 0)),
+        dict(position=(0, float("inf"), 0)),
+    ]:
         with pytest.raises(ValueError):
             Click(**{"class_index": 0, "position": (0, 0, 0), "frame": "zyx", **bad})
     tensors = click_tensors([Click(1, (2, 3.5, 4.0), "working", False)])

@@ -1,4 +1,5 @@
 """tools/compare_runs.py: the side-by-side table and plot of several evaluations."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,10 +22,20 @@ def _tool():
 
 def _metrics(auto: float, curve: list[float], auc: float) -> dict:
     per_click = {str(k + 1): {"mean": {"dice": d}, "per_class": {"liver": {"dice": d}}} for k, d in enumerate(curve)}
-    return {"automatic": {"mean": {"dice": auto}, "per_class": {"liver": {"dice": auto}}},
-            "interactive": {"cvpr25": {"clicks": list(range(1, len(curve) + 1)), "dice_vs_clicks": curve,
-                                       "per_click": per_click, "dsc_auc": auc, "nsd_auc": 1.0,
-                                       "final_dsc": curve[-1], "final_nsd": 0.5}}}
+    return {
+        "automatic": {"mean": {"dice": auto}, "per_class": {"liver": {"dice": auto}}},
+        "interactive": {
+            "cvpr25": {
+                "clicks": list(range(1, len(curve) + 1)),
+                "dice_vs_clicks": curve,
+                "per_click": per_click,
+                "dsc_auc": auc,
+                "nsd_auc": 1.0,
+                "final_dsc": curve[-1],
+                "final_nsd": 0.5,
+            }
+        },
+    }
 
 
 def test_compare_runs_writes_one_row_per_run_and_a_plot(tmp_path):

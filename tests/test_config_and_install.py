@@ -1,4 +1,5 @@
 """Config keys are all commented and every shipped YAML loads; the Detectron2 wheel re-pack is sound."""
+
 from __future__ import annotations
 
 import base64
@@ -25,10 +26,20 @@ def _load_installer():
 
 def test_every_config_key_has_a_comment():
     lines = (REPO / "s2vnet" / "config.py").read_text().splitlines()
-    keys = [(i, line) for i, line in enumerate(lines)
-            if re.match(r"\s+\w+\.[A-Z0-9_]+ = ", line) and not line.strip().endswith("CN()")]
+    keys = [
+        (i, line)
+        for i, line in enumerate(lines)
+        if re.match(r"\s+\w+\.[A-Z0-9_]+ = ", line) and not line.strip().endswith("CN()")
+    ]
     cfg = get_s2vnet_cfg()
-    ours = [cfg.INPUT.VOLUME, cfg.MODEL.S2VNET, cfg.MODEL.PIXEL_DECODER, cfg.MODEL.SWIN_TIMM, cfg.TEST.S2VNET, cfg.SERVE]
+    ours = [
+        cfg.INPUT.VOLUME,
+        cfg.MODEL.S2VNET,
+        cfg.MODEL.PIXEL_DECODER,
+        cfg.MODEL.SWIN_TIMM,
+        cfg.TEST.S2VNET,
+        cfg.SERVE,
+    ]
     added_solver_keys = 2  # SOLVER.OPTIMIZER, SOLVER.BACKBONE_MULTIPLIER
     assert len(keys) == sum(_count_leaves(n) for n in ours) + added_solver_keys  # one line per key
     for i, line in keys:

@@ -4,6 +4,7 @@ The settings dataclasses keep field defaults so that tests and library callers c
 this test makes ``s2vnet/config.py`` the one home of each value by failing as soon as a field default differs
 from what ``from_cfg(get_s2vnet_cfg())`` gives. New classes and fields are found automatically.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Point sampling, the Hungarian matcher with forced pairs, and the set criterion (CPU, small sizes)."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ def _rect_masks(count: int, size: int = H) -> torch.Tensor:
     masks = torch.zeros(count, size, size, dtype=torch.bool)
     for i in range(count):
         row, col = divmod(i, 3)
-        masks[i, 8 + 16 * row: 16 + 16 * row + 8 * (i % 2), 8 + 16 * col: 24 + 16 * col] = True
+        masks[i, 8 + 16 * row : 16 + 16 * row + 8 * (i % 2), 8 + 16 * col : 24 + 16 * col] = True
     return masks
 
 
@@ -38,8 +39,9 @@ def _mask_logits(masks: torch.Tensor, size: int) -> torch.Tensor:
     return 20.0 * pooled - 10.0
 
 
-def _layer(targets: list[dict], num_queries: int, assign: list[dict[int, int]], size: int = H // 4,
-           kmeans_size: int = H // 8) -> dict:
+def _layer(
+    targets: list[dict], num_queries: int, assign: list[dict[int, int]], size: int = H // 4, kmeans_size: int = H // 8
+) -> dict:
     """Outputs where query q predicts target assign[b][q] perfectly (class and mask); others predict no-object."""
     batch = len(targets)
     logits = torch.full((batch, num_queries, K + 1), -10.0)
@@ -50,8 +52,8 @@ def _layer(targets: list[dict], num_queries: int, assign: list[dict[int, int]], 
         for q, t in mapping.items():
             logits[b, q] = -10.0
             logits[b, q, targets[b]["labels"][t]] = 10.0
-            masks[b, q] = _mask_logits(targets[b]["masks"][t:t + 1], size)[0]
-            kmeans[b, q] = _mask_logits(targets[b]["masks"][t:t + 1], kmeans_size)[0]
+            masks[b, q] = _mask_logits(targets[b]["masks"][t : t + 1], size)[0]
+            kmeans[b, q] = _mask_logits(targets[b]["masks"][t : t + 1], kmeans_size)[0]
     return {"pred_logits": logits, "pred_masks": masks, "kmeans_logits": kmeans}
 
 
@@ -60,9 +62,19 @@ def _matcher() -> HungarianMatcher:
 
 
 def _criterion(**overrides) -> SetCriterion:
-    args = dict(num_classes=K, matcher=_matcher(), class_weight=2.0, mask_weight=5.0, dice_weight=5.0,
-                no_object_weight=0.1, kmeans_logit_weight=1.0, deep_supervision=True, num_points=NUM_POINTS,
-                oversample_ratio=3.0, importance_sample_ratio=0.75)
+    args = dict(
+        num_classes=K,
+        matcher=_matcher(),
+        class_weight=2.0,
+        mask_weight=5.0,
+        dice_weight=5.0,
+        no_object_weight=0.1,
+        kmeans_logit_weight=1.0,
+        deep_supervision=True,
+        num_points=NUM_POINTS,
+        oversample_ratio=3.0,
+        importance_sample_ratio=0.75,
+    )
     args.update(overrides)
     return SetCriterion(**args)
 
@@ -77,9 +89,11 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 def _random_layer(batch: int, num_queries: int, seed: int, requires_grad: bool = False) -> dict:
     g = _gen(seed)
-    layer = {"pred_logits": torch.randn(batch, num_queries, K + 1, generator=g),
-             "pred_masks": torch.randn(batch, num_queries, H // 4, H // 4, generator=g),
-             "kmeans_logits": torch.randn(batch, num_queries, H // 8, H // 8, generator=g)}
+    layer = {
+        "pred_logits": torch.randn(batch, num_queries, K + 1, generator=g),
+        "pred_masks": torch.randn(batch, num_queries, H // 4, H // 4, generator=g),
+        "kmeans_logits": torch.randn(batch, num_queries, H // 8, H // 8, generator=g),
+    }
     return {k: v.requires_grad_(requires_grad) for k, v in layer.items()}
 
 
@@ -206,10 +220,15 @@ def test_perfect_predictions_have_lower_losses():
     good = _layer(targets, 6, [{0: 0, 1: 1, 2: 2}, {4: 0, 5: 1}])
     wrong = _layer(targets, 6, [{0: 1, 1: 2, 2: 0}, {4: 1, 5: 0}])  # masks and classes of other targets
     criterion = _criterion(deep_supervision=False)
-    good_losses, _ = criterion(good, targets, forced=[torch.tensor([[0, 0], [1, 1], [2, 2]]),
-                                                      torch.tensor([[4, 0], [5, 1]])], generator=_gen())
-    wrong_losses, _ = criterion(wrong, targets, forced=[torch.tensor([[0, 0], [1, 1], [2, 2]]),
-                                                        torch.tensor([[4, 0], [5, 1]])], generator=_gen())
+    good_losses, _ = criterion(
+        good, targets, forced=[torch.tensor([[0, 0], [1, 1], [2, 2]]), torch.tensor([[4, 0], [5, 1]])], generator=_gen()
+    )
+    wrong_losses, _ = criterion(
+        wrong,
+        targets,
+        forced=[torch.tensor([[0, 0], [1, 1], [2, 2]]), torch.tensor([[4, 0], [5, 1]])],
+        generator=_gen(),
+    )
     assert set(good_losses) == set(wrong_losses)
     for key, value in good_losses.items():
         assert value < 0.25 * wrong_losses[key], key
@@ -250,10 +269,10 @@ def test_weights_scale_losses_linearly():
     outputs = _random_layer(2, 5, seed=6)
     forced = [torch.tensor([[3, 1]]), None]
     base, _ = _criterion(deep_supervision=False)(outputs, targets, forced=forced, generator=_gen(7))
-    scaled, _ = _criterion(deep_supervision=False, class_weight=4.0, mask_weight=15.0, dice_weight=1.0,
-                           kmeans_logit_weight=0.5)(outputs, targets, forced=forced, generator=_gen(7))
-    factors = {"loss_ce": 2.0, "loss_mask": 3.0, "loss_dice": 0.2, "loss_kmeans_mask": 1.5,
-               "loss_kmeans_dice": 0.1}
+    scaled, _ = _criterion(
+        deep_supervision=False, class_weight=4.0, mask_weight=15.0, dice_weight=1.0, kmeans_logit_weight=0.5
+    )(outputs, targets, forced=forced, generator=_gen(7))
+    factors = {"loss_ce": 2.0, "loss_mask": 3.0, "loss_dice": 0.2, "loss_kmeans_mask": 1.5, "loss_kmeans_dice": 0.1}
     for key, factor in factors.items():
         assert torch.allclose(scaled[key], base[key] * factor, rtol=1e-5), key
 

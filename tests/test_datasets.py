@@ -1,4 +1,5 @@
 """Dataset registration: builtin layouts, register_volume_dataset, dataset.json (s2vnet/data/datasets)."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,18 @@ from s2vnet.errors import InputError
 
 # name -> (number of classes, modality)
 BUILTIN = {
-    "btcv_train": (13, "CT"), "btcv_val": (13, "CT"),
-    "word_train": (16, "CT"), "word_val": (16, "CT"), "word_test": (16, "CT"),
-    "amos_ct_train": (15, "CT"), "amos_ct_val": (15, "CT"), "amos_mri_train": (15, "MRI"), "amos_mri_val": (15, "MRI"),
-    "demo_ct_train": (8, "CT"), "demo_ct_test": (8, "CT"), "demo_mr": (8, "MRI"),
+    "btcv_train": (13, "CT"),
+    "btcv_val": (13, "CT"),
+    "word_train": (16, "CT"),
+    "word_val": (16, "CT"),
+    "word_test": (16, "CT"),
+    "amos_ct_train": (15, "CT"),
+    "amos_ct_val": (15, "CT"),
+    "amos_mri_train": (15, "MRI"),
+    "amos_mri_val": (15, "MRI"),
+    "demo_ct_train": (8, "CT"),
+    "demo_ct_test": (8, "CT"),
+    "demo_mr": (8, "MRI"),
 }
 
 
@@ -137,7 +146,10 @@ def test_demo_datasets_with_installed_data(demo_reference_files, monkeypatch):
 
 def _btcv_tree(root: Path, tiny, ids, layout: str = "raw") -> None:
     if layout == "raw":
-        img_dir, lbl_dir = root / "btcv" / "RawData" / "Training" / "img", root / "btcv" / "RawData" / "Training" / "label"
+        img_dir, lbl_dir = (
+            root / "btcv" / "RawData" / "Training" / "img",
+            root / "btcv" / "RawData" / "Training" / "label",
+        )
     else:
         img_dir, lbl_dir = root / "btcv" / "imagesTr", root / "btcv" / "labelsTr"
     for i in ids:
@@ -229,8 +241,12 @@ def test_word_case_ids_are_distinct(empty_root, tiny):
 def two_cases(tmp_path, tiny):
     pairs = []
     for case in ("liver_01", "liver_02"):
-        pairs.append((str(tiny(tmp_path / "img" / f"{case}.nii.gz")),
-                      str(tiny(tmp_path / "lbl" / f"{case}.nii.gz", dtype=np.uint8))))
+        pairs.append(
+            (
+                str(tiny(tmp_path / "img" / f"{case}.nii.gz")),
+                str(tiny(tmp_path / "lbl" / f"{case}.nii.gz", dtype=np.uint8)),
+            )
+        )
     return pairs
 
 
@@ -240,8 +256,13 @@ def test_register_pairs(new_name, two_cases):
 
     dicts = DatasetCatalog.get(name)
     assert len(dicts) == 2
-    assert dicts[0] == {"file_name": two_cases[0][0], "sem_seg_file_name": two_cases[0][1], "case_id": "liver_01",
-                        "modality": "MRI", "dataset_name": name}
+    assert dicts[0] == {
+        "file_name": two_cases[0][0],
+        "sem_seg_file_name": two_cases[0][1],
+        "case_id": "liver_01",
+        "modality": "MRI",
+        "dataset_name": name,
+    }
     assert dicts[1]["case_id"] == "liver_02"
     meta = MetadataCatalog.get(name)
     assert meta.stuff_classes == ["liver", "tumour"]
@@ -255,8 +276,15 @@ def test_register_pairs(new_name, two_cases):
 def test_register_mappings_label_ids_and_case_filter(new_name, two_cases):
     name = new_name()
     cases = [{"image": image, "label": label} for image, label in two_cases]
-    register_volume_dataset(name, cases=cases, class_names=["liver", "tumour"], label_ids=[6, 2], modality="CT",
-                            case_ids=["liver_02"], unlisted_labels="background")
+    register_volume_dataset(
+        name,
+        cases=cases,
+        class_names=["liver", "tumour"],
+        label_ids=[6, 2],
+        modality="CT",
+        case_ids=["liver_02"],
+        unlisted_labels="background",
+    )
     assert [d["case_id"] for d in DatasetCatalog.get(name)] == ["liver_02"]
     assert MetadataCatalog.get(name).label_ids == [6, 2]
     assert label_map_for(name) == LabelMap((6, 2), "background")
@@ -278,8 +306,15 @@ def test_register_callable_is_lazy(new_name, two_cases):
 
 @pytest.mark.parametrize(
     ("file_name", "case_id"),
-    [("case1_0000.nii.gz", "case1_0000"), ("amos_0001.nii.gz", "amos_0001"), ("img0001.nii.gz", "img0001"), ("scan.nrrd", "scan"), ("CT.MHA", "CT"),
-     ("dicom_folder", "dicom_folder"), ("la_003.nii.gz", "la_003")],
+    [
+        ("case1_0000.nii.gz", "case1_0000"),
+        ("amos_0001.nii.gz", "amos_0001"),
+        ("img0001.nii.gz", "img0001"),
+        ("scan.nrrd", "scan"),
+        ("CT.MHA", "CT"),
+        ("dicom_folder", "dicom_folder"),
+        ("la_003.nii.gz", "la_003"),
+    ],
 )
 def test_case_id_of(file_name, case_id):
     assert case_id_of(Path("/data") / file_name) == case_id
@@ -292,8 +327,12 @@ def _msd_folder(root: Path, tiny) -> Path:
     root.mkdir(parents=True)
     tiny(root / "imagesTr" / "a.nii.gz")
     tiny(root / "labelsTr" / "a.nii.gz", dtype=np.uint8)
-    spec = {"labels": {"0": "background", "1": "liver", "2": "tumour"}, "modality": {"0": "CT"},
-            "training": [{"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}], "test": []}
+    spec = {
+        "labels": {"0": "background", "1": "liver", "2": "tumour"},
+        "modality": {"0": "CT"},
+        "training": [{"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}],
+        "test": [],
+    }
     (root / "dataset.json").write_text(json.dumps(spec))
     return root
 
@@ -302,8 +341,12 @@ def _nnunet_v2_folder(root: Path, tiny, channels=None) -> Path:
     root.mkdir(parents=True)
     tiny(root / "imagesTr" / "case1_0000.nii.gz")
     tiny(root / "labelsTr" / "case1.nii.gz", dtype=np.uint8)
-    spec = {"channel_names": channels or {"0": "MRI"}, "labels": {"background": 0, "liver": 1, "spleen": 2},
-            "numTraining": 1, "file_ending": ".nii.gz"}
+    spec = {
+        "channel_names": channels or {"0": "MRI"},
+        "labels": {"background": 0, "liver": 1, "spleen": 2},
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+    }
     (root / "dataset.json").write_text(json.dumps(spec))
     return root
 
@@ -345,8 +388,11 @@ def test_nnunet_v1_dataset_json_finds_channel_files(new_name, tmp_path, tiny):
     folder = tmp_path / "Task002_Heart"
     tiny(folder / "imagesTr" / "la_003_0000.nii.gz")
     tiny(folder / "labelsTr" / "la_003.nii.gz", dtype=np.uint8)
-    spec = {"labels": {"0": "background", "1": "left atrium"}, "modality": {"0": "MRI"},
-            "training": [{"image": "./imagesTr/la_003.nii.gz", "label": "./labelsTr/la_003.nii.gz"}]}
+    spec = {
+        "labels": {"0": "background", "1": "left atrium"},
+        "modality": {"0": "MRI"},
+        "training": [{"image": "./imagesTr/la_003.nii.gz", "label": "./labelsTr/la_003.nii.gz"}],
+    }
     (folder / "dataset.json").write_text(json.dumps(spec))
     name = new_name()
     register_volume_dataset(name, dataset_json=folder)
@@ -400,7 +446,9 @@ def test_dataset_json_without_labels_or_images(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}}))
     with pytest.raises(InputError, match="no 'labels'"):
         read_dataset_json(tmp_path)
-    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1}}))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1}})
+    )
     with pytest.raises(InputError, match="_0000.nii.gz"):
         read_dataset_json(tmp_path)
 

@@ -1,4 +1,5 @@
 """The demo datasets built from TotalSegmentator's reference scans (labels are model output)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,7 +30,11 @@ def _centroid_x(label: np.ndarray, value: int) -> float:
 
 
 def test_demo_datasets_load(demo_env):
-    for name, case in [("demo_ct_train", "example_ct"), ("demo_ct_test", "example_ct_dicom"), ("demo_mr", "example_mr_sm")]:
+    for name, case in [
+        ("demo_ct_train", "example_ct"),
+        ("demo_ct_test", "example_ct_dicom"),
+        ("demo_mr", "example_mr_sm"),
+    ]:
         (record,) = DatasetCatalog.get(name)
         assert record["case_id"] == case and Path(record["file_name"]).exists()
         assert MetadataCatalog.get(name).stuff_classes == list(DEMO_CLASSES)
@@ -49,8 +54,9 @@ def test_dicom_label_was_moved_onto_the_dicom_grid(demo_env):
 @pytest.mark.parametrize("name", ["demo_ct_train", "demo_ct_test", "demo_mr"])
 def test_demo_cases_hold_the_organs_in_a_common_orientation(demo_env, name):
     (record,) = DatasetCatalog.get(name)
-    prepared = prepare_volume(record["file_name"], record["modality"], PreprocessSettings(), record["sem_seg_file_name"],
-                              label_map_for(name))
+    prepared = prepare_volume(
+        record["file_name"], record["modality"], PreprocessSettings(), record["sem_seg_file_name"], label_map_for(name)
+    )
     present = set(np.unique(prepared.label).tolist()) - {0}
     if name.startswith("demo_ct"):
         assert present == set(range(1, len(DEMO_CLASSES) + 1))
@@ -60,9 +66,20 @@ def test_demo_cases_hold_the_organs_in_a_common_orientation(demo_env, name):
 
 def test_visualize_data_writes_pngs(demo_env, tmp_path):
     out = tmp_path / "vis"
-    cmd = [sys.executable, str(REPO / "tools" / "visualize_data.py"), "--config-file",
-           str(REPO / "configs" / "demo" / "s2vnet_r18_demo.yaml"), "--dataset", "demo_ct_train", "--num", "2",
-           "--output-dir", str(out), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache")]
+    cmd = [
+        sys.executable,
+        str(REPO / "tools" / "visualize_data.py"),
+        "--config-file",
+        str(REPO / "configs" / "demo" / "s2vnet_r18_demo.yaml"),
+        "--dataset",
+        "demo_ct_train",
+        "--num",
+        "2",
+        "--output-dir",
+        str(out),
+        "INPUT.VOLUME.CACHE_DIR",
+        str(tmp_path / "cache"),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     pngs = sorted(out.glob("*.png"))

@@ -1,4 +1,5 @@
-"""Evaluation with several click protocols: the runner's rounds, the evaluator's outputs, the table tool, the montage."""
+"""Evaluation with several click protocols: the runner's rounds, the evaluator's outputs, the table tool, montages."""
+
 from __future__ import annotations
 
 import csv
@@ -82,7 +83,9 @@ def test_each_protocol_runs_its_rounds_from_the_automatic_result_on_one_encoding
     expected = challenge_round(automatic, prepared.label, 3, protocol_rng(0, "case", "cvpr25"), frame="working")
     assert cvpr["clicks"][0] == expected and [c.positive for c in expected] == [True, False]
     assert cvpr["clicks"][1:] == [[]] * 4
-    assert all(isinstance(c, Click) and c.frame == "working" for run in (paper, cvpr) for cs in run["clicks"] for c in cs)
+    assert all(
+        isinstance(c, Click) and c.frame == "working" for run in (paper, cvpr) for cs in run["clicks"] for c in cs
+    )
     first_states = [state for state, _ in engine.calls]
     assert len(first_states) == 2 and np.array_equal(first_states[1].fused, automatic)
     for run in (paper, cvpr):
@@ -91,7 +94,9 @@ def test_each_protocol_runs_its_rounds_from_the_automatic_result_on_one_encoding
 
 def test_automatic_mode_runs_no_protocol():
     assert evaluation_plan(SimpleNamespace(MODE="automatic", ROUNDS=3, PROTOCOL=["nope"])) == []
-    assert [p.name for p, _ in evaluation_plan(SimpleNamespace(MODE="interactive", ROUNDS=2, PROTOCOL="cvpr25"))] == ["cvpr25"]
+    assert [p.name for p, _ in evaluation_plan(SimpleNamespace(MODE="interactive", ROUNDS=2, PROTOCOL="cvpr25"))] == [
+        "cvpr25"
+    ]
 
 
 def test_the_engine_takes_working_frame_clicks_from_the_runner():
@@ -105,8 +110,9 @@ def test_the_engine_takes_working_frame_clicks_from_the_runner():
     assert clicks and all(c.frame == "working" for c in clicks)
     features = engine.encode(volume)
     direct = engine.interactive_round(features, engine.start(features), clicks)
-    np.testing.assert_array_equal(result["protocols"]["cvpr25"]["rounds"][0],
-                                  engine.labels(direct.fused, features.image_hw, features.padded_hw))
+    np.testing.assert_array_equal(
+        result["protocols"]["cvpr25"]["rounds"][0], engine.labels(direct.fused, features.image_hw, features.padded_hw)
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -128,8 +134,10 @@ def evaluated(tmp_path):
         shifted[1:] = label[:-1]  # one slice (2 mm) off along z
         evaluator = VolumeSegEvaluator(name, tmp_path / "eval", tolerance_mm=1.0, noc_cap=20)
         evaluator.reset()
-        outputs = {"automatic": shifted, "protocols": {"paper": [shifted, label],
-                                                       "cvpr25": [shifted, shifted, label, label, label]}}
+        outputs = {
+            "automatic": shifted,
+            "protocols": {"paper": [shifted, label], "cvpr25": [shifted, shifted, label, label, label]},
+        }
         evaluator.process([record], [outputs])
         flat = evaluator.evaluate()["volume_seg"]
         yield SimpleNamespace(flat=flat, folder=tmp_path / "eval", case=record["case_id"], label=label, shifted=shifted)
@@ -143,8 +151,9 @@ def test_metrics_json_holds_both_protocols(evaluated):
     assert paper["clicks"] == [1, 2] and cvpr["clicks"] == [1, 2, 3, 4, 5]
     at_2mm = per_class_metrics(evaluated.shifted, evaluated.label, (2.0, 1.0, 1.0), 2, 2.0)
     dsc, nsd = np.mean([r["dice"] for r in at_2mm]), np.mean([r["nsd"] for r in at_2mm])
-    assert dsc > 0.2 and nsd > np.mean([r["nsd"] for r in per_class_metrics(
-        evaluated.shifted, evaluated.label, (2.0, 1.0, 1.0), 2, 1.0)])  # cvpr25 scores NSD at 2 mm, not 1 mm
+    assert dsc > 0.2 and nsd > np.mean(
+        [r["nsd"] for r in per_class_metrics(evaluated.shifted, evaluated.label, (2.0, 1.0, 1.0), 2, 1.0)]
+    )  # cvpr25 scores NSD at 2 mm, not 1 mm
     case = cvpr["per_case"][evaluated.case]
     assert case["dsc"] == pytest.approx([dsc, dsc, 1, 1, 1]) and case["nsd"] == pytest.approx([nsd, nsd, 1, 1, 1])
     assert cvpr["dsc_auc"] == pytest.approx(dsc + (dsc + 1) / 2 + 2) and cvpr["final_dsc"] == 1.0
@@ -170,12 +179,18 @@ def test_demo_table_reports_both_protocols(evaluated, capsys):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).resolve().parents[1] / "tools" / "demo_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "demo_table", Path(__file__).resolve().parents[1] / "tools" / "demo_table.py"
+    )
     demo_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo_table)
     saved = evaluated.folder / "table.md"
-    assert demo_table.main([str(evaluated.folder / "metrics.json"), "--clicks", "1", "5", "--protocol", "cvpr25",
-                            "--save", str(saved)]) == 0
+    assert (
+        demo_table.main(
+            [str(evaluated.folder / "metrics.json"), "--clicks", "1", "5", "--protocol", "cvpr25", "--save", str(saved)]
+        )
+        == 0
+    )
     text = saved.read_text()
     assert "| cvpr25 DSC 1 click | cvpr25 DSC 5 clicks |" in text
     # organ_a (DSC 0.857 shifted) reaches 0.85 with 1 click, organ_b (0.667) with 2; neither 0.9 before 2
@@ -192,15 +207,25 @@ def test_demo_table_reports_both_protocols(evaluated, capsys):
 
 def test_montage_draws_each_columns_clicks_on_their_slice(tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(visualize, "draw_clicks", lambda ax, coords, classes, positive, colors: drawn.append(
-        (coords.tolist(), classes.tolist(), positive.tolist())))
+    monkeypatch.setattr(
+        visualize,
+        "draw_clicks",
+        lambda ax, coords, classes, positive, colors: drawn.append(
+            (coords.tolist(), classes.tolist(), positive.tolist())
+        ),
+    )
     _, label = organ_phantom((6, 48, 40))
     image = np.zeros(label.shape, np.uint8)
-    clicks = [Click(0, (3, 18.0, 14.0), "working", True), Click(1, (3, 30, 28), "working", False),
-              Click(1, (0, 5, 5), "working", True)]  # slice 0 holds no foreground: not drawn
+    clicks = [
+        Click(0, (3, 18.0, 14.0), "working", True),
+        Click(1, (3, 30, 28), "working", False),
+        Click(1, (0, 5, 5), "working", True),
+    ]  # slice 0 holds no foreground: not drawn
     columns = [("ground truth", label, []), ("after", label, clicks)]
     visualize.save_montage(str(tmp_path / "m.png"), image, columns, ["a", "b"], "t", num_slices=6)
     assert drawn == [([[18.0, 14.0], [30, 28]], [0, 1], [True, False])]
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="frame"):
-        visualize.save_montage(str(tmp_path / "m.png"), image, [("x", label, [Click(0, (1, 2, 3), "ijk")])], ["a", "b"], "t")
+        visualize.save_montage(
+            str(tmp_path / "m.png"), image, [("x", label, [Click(0, (1, 2, 3), "ijk")])], ["a", "b"], "t"
+        )

@@ -9,6 +9,7 @@ Two known host reads are expected failures (strict: they fail loudly once fixed)
 tests ``bool(clicked.any())`` per slice, and the click path reads click classes with ``.tolist()``
 (``CentroidBank.click_centroids``, ``S2VNet``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,15 +54,22 @@ def cpu_model(config: str, opts: list[str]) -> torch.nn.Module:
     return build_model(setup_cfg(str(REPO / config), opts + ["MODEL.DEVICE", "cpu"]))
 
 
-HOST_READ = pytest.mark.xfail(raises=DataDependentOutputException, strict=True, reason=(
-    "CLICK_CLASS_SCORE 'clicked' (semantic._clicked_probs) tests bool(clicked.any()) on every slice"))
+HOST_READ = pytest.mark.xfail(
+    raises=DataDependentOutputException,
+    strict=True,
+    reason=("CLICK_CLASS_SCORE 'clicked' (semantic._clicked_probs) tests bool(clicked.any()) on every slice"),
+)
 
 
-@pytest.mark.parametrize("config, opts, size", [
-    ("configs/demo/s2vnet_r18_demo_paper.yaml", DEMO, 64),
-    pytest.param("configs/demo/s2vnet_r18_demo.yaml", DEMO, 64, marks=HOST_READ),
-    ("configs/btcv/s2vnet_swinb.yaml", ["MODEL.SWIN_TIMM.PRETRAINED", ""], 96),
-], ids=["demo_paper_mode", "demo_clicked_class", "swin_b"])
+@pytest.mark.parametrize(
+    "config, opts, size",
+    [
+        ("configs/demo/s2vnet_r18_demo_paper.yaml", DEMO, 64),
+        pytest.param("configs/demo/s2vnet_r18_demo.yaml", DEMO, 64, marks=HOST_READ),
+        ("configs/btcv/s2vnet_swinb.yaml", ["MODEL.SWIN_TIMM.PRETRAINED", ""], 96),
+    ],
+    ids=["demo_paper_mode", "demo_clicked_class", "swin_b"],
+)
 def test_encoder_and_automatic_sweep_stay_on_the_device_under_fp16(config, opts, size):
     image, model = np.zeros((3, size, size), dtype=np.uint8), cpu_model(config, opts)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
@@ -75,8 +83,11 @@ def test_encoder_and_automatic_sweep_stay_on_the_device_under_fp16(config, opts,
     assert scores.shape == (engine.num_classes, 3, size // 4, size // 4) and scores.device.type == "cuda"
 
 
-@pytest.mark.xfail(raises=DataDependentOutputException, strict=True,
-                   reason="the click path reads click classes with .tolist() (interaction.py, meta_arch.py)")
+@pytest.mark.xfail(
+    raises=DataDependentOutputException,
+    strict=True,
+    reason="the click path reads click classes with .tolist() (interaction.py, meta_arch.py)",
+)
 def test_an_interactive_round_stays_on_the_device():
     image, model = np.zeros((3, 64, 64), dtype=np.uint8), cpu_model("configs/demo/s2vnet_r18_demo_paper.yaml", DEMO)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:

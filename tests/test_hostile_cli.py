@@ -1,4 +1,5 @@
 """CLI output is one line, and a killed run leaves nothing half-written (issue #12 items 10 and 11)."""
+
 from __future__ import annotations
 
 import os
@@ -25,13 +26,15 @@ def _python(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
 # ---------------------------------------------------------------- 10. one line
 
 
-OTHER_WARNINGS = textwrap.dedent('''
+OTHER_WARNINGS = textwrap.dedent("""
     import warnings
     import s2vnet
-    warnings.warn_explicit("`torch.jit.script` is deprecated. Again.", FutureWarning, "_script.py", 1, module="torch.jit._script")
+    warnings.warn_explicit(
+        "`torch.jit.script` is deprecated. Again.", FutureWarning, "_script.py", 1, module="torch.jit._script"
+    )
     warnings.warn_explicit("`torch.jit.trace` changes", FutureWarning, "_script.py", 2, module="torch.jit._script")
     warnings.warn_explicit("`torch.jit.script` is deprecated", FutureWarning, "mine.py", 3, module="mypackage")
-''')
+""")
 
 
 def test_importing_s2vnet_prints_nothing_and_only_the_jit_notice_is_silenced(tmp_path):
@@ -39,12 +42,24 @@ def test_importing_s2vnet_prints_nothing_and_only_the_jit_notice_is_silenced(tmp
     assert result.returncode == 0
     assert result.stderr.splitlines() == [  # nothing from the import itself
         "_script.py:2: FutureWarning: `torch.jit.trace` changes",
-        "mine.py:3: FutureWarning: `torch.jit.script` is deprecated"]
+        "mine.py:3: FutureWarning: `torch.jit.script` is deprecated",
+    ]
 
 
 def test_a_cli_error_is_the_only_line_on_stderr(tmp_path):
-    result = _python("-m", "s2vnet.predict", "--config-file", "missing.yaml", "--weights", "w.pth", "--input", "x.nii.gz",
-                     "--output", "seg.nii.gz", cwd=tmp_path)
+    result = _python(
+        "-m",
+        "s2vnet.predict",
+        "--config-file",
+        "missing.yaml",
+        "--weights",
+        "w.pth",
+        "--input",
+        "x.nii.gz",
+        "--output",
+        "seg.nii.gz",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["error: missing.yaml: no such config file"]
 
@@ -53,8 +68,9 @@ def test_train_net_config_error_is_one_line(tmp_path):
     (tmp_path / "bad.yaml").write_text("MODEL:\n  DEVICE: [cpu\n")
     result = _python(str(REPO / "train_net.py"), "--config-file", "bad.yaml", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == ["error: bad.yaml: is not valid YAML at line 3, column 1: expected ',' or ']', "
-                                          "but got '<stream end>'"]
+    assert result.stderr.splitlines() == [
+        "error: bad.yaml: is not valid YAML at line 3, column 1: expected ',' or ']', but got '<stream end>'"
+    ]
 
 
 # ---------------------------------------------------------------- 11. atomic writes and leftovers
@@ -95,7 +111,7 @@ def test_a_failed_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
 
 
-KILLED_SAVE = textwrap.dedent('''
+KILLED_SAVE = textwrap.dedent("""
     import os, signal, sys
     import torch
     import s2vnet.utils.checkpointer as module
@@ -111,7 +127,7 @@ KILLED_SAVE = textwrap.dedent('''
 
     module.torch.save = killed
     checkpointer.save("model_0000002", iteration=2)
-''')
+""")
 
 
 def test_kill_during_a_save_leaves_only_a_temporary_file_which_the_next_start_removes(tmp_path):
@@ -163,9 +179,21 @@ def test_the_trainer_saves_through_the_atomic_checkpointer(tmp_path, demo_refere
     spec = importlib.util.spec_from_file_location("train_net", REPO / "train_net.py")
     train_net = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_net)
-    cfg = setup_cfg(str(REPO / "configs/demo/s2vnet_r18_demo.yaml"), [
-        "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), "DATASETS.TEST", "()",
-        "INPUT.VOLUME.CROP_SIZE", "(64, 64)", "MODEL.S2VNET.CENTROIDS_PER_CLASS", "2"])
+    cfg = setup_cfg(
+        str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
+        [
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "INPUT.VOLUME.CACHE_DIR",
+            str(tmp_path / "cache"),
+            "DATASETS.TEST",
+            "()",
+            "INPUT.VOLUME.CROP_SIZE",
+            "(64, 64)",
+            "MODEL.S2VNET.CENTROIDS_PER_CLASS",
+            "2",
+        ],
+    )
     trainer = train_net.Trainer(cfg)
     assert isinstance(trainer.checkpointer, AtomicCheckpointer)
     periodic = [h for h in trainer._hooks if isinstance(h, PeriodicCheckpointer)]
@@ -180,12 +208,34 @@ def test_train_net_removes_leftovers_in_its_output_dir(tmp_path, demo_reference_
         path.write_bytes(b"")
     env_root = str(demo_reference_files.parent)
     result = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), "--config-file", str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
-         "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", "OUTPUT_DIR", str(out), "INPUT.VOLUME.CACHE_DIR",
-         str(tmp_path / "cache"), "INPUT.VOLUME.CROP_SIZE", "(64, 64)", "SOLVER.IMS_PER_BATCH", "1",
-         "MODEL.S2VNET.TRAIN_NUM_POINTS", "512", "MODEL.S2VNET.CENTROIDS_PER_CLASS", "2"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
-        env=dict(os.environ, S2VNET_DEMO_DATA=env_root, OMP_NUM_THREADS="2", PYTHONPATH=str(REPO)))
+        [
+            sys.executable,
+            str(REPO / "train_net.py"),
+            "--config-file",
+            str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
+            "SOLVER.MAX_ITER",
+            "1",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            str(out),
+            "INPUT.VOLUME.CACHE_DIR",
+            str(tmp_path / "cache"),
+            "INPUT.VOLUME.CROP_SIZE",
+            "(64, 64)",
+            "SOLVER.IMS_PER_BATCH",
+            "1",
+            "MODEL.S2VNET.TRAIN_NUM_POINTS",
+            "512",
+            "MODEL.S2VNET.CENTROIDS_PER_CLASS",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=dict(os.environ, S2VNET_DEMO_DATA=env_root, OMP_NUM_THREADS="2", PYTHONPATH=str(REPO)),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not any(p.exists() for p in leftovers)
     assert (out / "model_final.pth").stat().st_size > 0 and JIT_NOTICE not in result.stderr

@@ -1,4 +1,5 @@
 """Bad config files, values and devices give one InputError line naming the file (issue #12 item 6)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,14 +20,17 @@ def _yaml(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, message", [
-    ("MODEL:\n  DEVICE: [cpu\n", r"is not valid YAML at line 3, column 1: expected ',' or ']'"),
-    ("- MODEL\n- INPUT\n", "is a YAML list; a config file is a mapping of config keys"),
-    ("just words\n", "is a YAML str; a config file is a mapping"),
-    ("", "is an empty file; a config file is a mapping"),
-    ("_BASE_: 3\n", "_BASE_ must name a config file, got 3"),
-    ("MODEL: 3\n", "invalid config"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("MODEL:\n  DEVICE: [cpu\n", r"is not valid YAML at line 3, column 1: expected ',' or ']'"),
+        ("- MODEL\n- INPUT\n", "is a YAML list; a config file is a mapping of config keys"),
+        ("just words\n", "is a YAML str; a config file is a mapping"),
+        ("", "is an empty file; a config file is a mapping"),
+        ("_BASE_: 3\n", "_BASE_ must name a config file, got 3"),
+        ("MODEL: 3\n", "invalid config"),
+    ],
+)
 def test_malformed_config_files_are_one_line_errors(tmp_path, text, message):
     path = _yaml(tmp_path, "bad.yaml", text)
     with pytest.raises(InputError, match=message) as info:
@@ -70,17 +74,23 @@ def test_a_base_config_used_alone_is_refused_but_overrides_can_complete_it():
     assert cfg.MODEL.S2VNET.CLASS_NAMES == ["a", "b"]
 
 
-@pytest.mark.parametrize("opts, message", [
-    (["INPUT.VOLUME.CT_WINDOW", "(250.0, -175.0)"], r"CT_WINDOW \(250.0, -175.0\) must be \(low, high\) HU with low < high"),
-    (["INPUT.VOLUME.CT_WINDOW", "(40.0, 40.0)"], "low < high"),
-    (["INPUT.VOLUME.MRI_PERCENTILES", "(99.5, 0.5)"], "MRI_PERCENTILES"),
-    (["INPUT.VOLUME.TARGET_SPACING", "(0.0, 2.0)"], r"TARGET_SPACING \(0.0, 2.0\) must be two voxel sizes"),
-    (["INPUT.VOLUME.TARGET_SPACING", "(-2.0, 2.0)"], "TARGET_SPACING"),
-    (["INPUT.VOLUME.SPACING_RANGE", "(1.0, 0.5)"], "SPACING_RANGE"),
-    (["INPUT.VOLUME.MAX_VOXELS", "0"], "INPUT.VOLUME.MAX_VOXELS 0 must be a positive number"),
-    (["SERVE.MAX_SLICES", "-1"], "SERVE.MAX_SLICES"),
-    (["MODEL.DEVICE", "tpu"], "unknown device 'tpu'; use one of cpu, cuda, mps"),
-])
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (
+            ["INPUT.VOLUME.CT_WINDOW", "(250.0, -175.0)"],
+            r"CT_WINDOW \(250.0, -175.0\) must be \(low, high\) HU with low < high",
+        ),
+        (["INPUT.VOLUME.CT_WINDOW", "(40.0, 40.0)"], "low < high"),
+        (["INPUT.VOLUME.MRI_PERCENTILES", "(99.5, 0.5)"], "MRI_PERCENTILES"),
+        (["INPUT.VOLUME.TARGET_SPACING", "(0.0, 2.0)"], r"TARGET_SPACING \(0.0, 2.0\) must be two voxel sizes"),
+        (["INPUT.VOLUME.TARGET_SPACING", "(-2.0, 2.0)"], "TARGET_SPACING"),
+        (["INPUT.VOLUME.SPACING_RANGE", "(1.0, 0.5)"], "SPACING_RANGE"),
+        (["INPUT.VOLUME.MAX_VOXELS", "0"], "INPUT.VOLUME.MAX_VOXELS 0 must be a positive number"),
+        (["SERVE.MAX_SLICES", "-1"], "SERVE.MAX_SLICES"),
+        (["MODEL.DEVICE", "tpu"], "unknown device 'tpu'; use one of cpu, cuda, mps"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_config(opts, message):
     with pytest.raises(InputError, match=message) as info:
         setup_cfg(DEMO, opts)
@@ -107,7 +117,10 @@ def test_unknown_devices(device):
 
 def test_known_devices_are_checked_against_this_machine():
     assert resolve_device("cpu") == "cpu" and resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert device_problem("cuda:99") == "device 'cuda:99' is not available on this machine (torch sees no such device); use --device cpu"
+    assert (
+        device_problem("cuda:99")
+        == "device 'cuda:99' is not available on this machine (torch sees no such device); use --device cpu"
+    )
     assert device_problem("cuda", check_available=False) is None
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="^--device: device 'cuda' is not available on this machine"):
@@ -121,4 +134,5 @@ def test_the_viewer_cli_refuses_a_bad_device_before_loading_the_model(capsys, tm
         main(["--config-file", DEMO, "--weights", str(tmp_path / "missing.pth"), "--port", "0", "--device", "tpu"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --device: unknown device 'tpu'; use one of cpu, cuda, mps (cuda:N for the N-th GPU)"]
+        "error: --device: unknown device 'tpu'; use one of cpu, cuda, mps (cuda:N for the N-th GPU)"
+    ]

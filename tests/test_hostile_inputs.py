@@ -1,9 +1,10 @@
-"""Broken or hostile scans and arrays are refused with one InputError line, never segmented or allowed to take the machine.
+"""Broken or hostile scans and arrays are refused with one InputError line, never segmented or let take the machine.
 
-Covers issue #12: truncated NIfTI (1), sizes claimed by headers and the resampled grid (2), DICOM series that are
+Covers: truncated NIfTI (1), sizes claimed by headers and the resampled grid (2), DICOM series that are
 not a regular orthogonal stack (5), degenerate voxel sizes (7), and in-memory arrays of the Python API (8).
 Hostile NIfTI files are written byte by byte (:func:`raw_nifti`), since writers refuse to produce them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,7 +76,9 @@ def test_a_truncated_nifti_is_refused_naming_the_file(tmp_path, suffix, dtype):
 def test_a_nifti_whose_payload_is_short_is_refused(tmp_path, suffix):
     """A complete gzip stream of a cut .nii: the gzip layer is fine, the payload is not."""
     path = _write(tmp_path / f"short{suffix}", raw_nifti((4, 8, 8), payload=bytes(4 * 8 * 8 * 2 - 10)))
-    with pytest.raises(InputError, match=r"is truncated: the header promises 512 bytes of voxel data, the file holds 502"):
+    with pytest.raises(
+        InputError, match=r"is truncated: the header promises 512 bytes of voxel data, the file holds 502"
+    ):
         read_volume(path)
 
 
@@ -147,8 +150,11 @@ def test_the_resampled_grid_is_bounded_before_it_is_allocated(tmp_path, monkeypa
         raise AssertionError("normalised before the size check")
 
     monkeypatch.setattr(preprocess, "normalize_intensities", must_not_run)
-    with pytest.raises(InputError, match=r"2 x 2000 x 2000 grid = 8,000,000 voxels, more than "
-                                         r"INPUT.VOLUME.MAX_RESAMPLED_VOXELS \(1,000,000\)"):
+    with pytest.raises(
+        InputError,
+        match=r"2 x 2000 x 2000 grid = 8,000,000 voxels, more than "
+        r"INPUT.VOLUME.MAX_RESAMPLED_VOXELS \(1,000,000\)",
+    ):
         prepare_volume(path, "CT", settings)
 
 
@@ -184,10 +190,17 @@ def write_series(folder: Path, positions, orientation="1\\0\\0\\0\\1\\0") -> Pat
     for k, position in enumerate(positions):
         slice_ = sitk.GetImageFromArray(np.full((8, 8), k, dtype=np.int16))
         slice_.SetSpacing((0.8, 0.8))
-        tags = {"0008|0060": "CT", "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{uid}.3.{k + 1}",
-                "0020|000d": f"{uid}.1", "0020|000e": f"{uid}.2", "0020|0013": str(k + 1),
-                "0020|0032": "\\".join(f"{p:.6f}" for p in position), "0020|0037": orientation,
-                "0028|0030": "0.8\\0.8"}
+        tags = {
+            "0008|0060": "CT",
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+            "0008|0018": f"{uid}.3.{k + 1}",
+            "0020|000d": f"{uid}.1",
+            "0020|000e": f"{uid}.2",
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{p:.6f}" for p in position),
+            "0020|0037": orientation,
+            "0028|0030": "0.8\\0.8",
+        }
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{len(positions) - k:03d}.dcm"))
@@ -213,7 +226,9 @@ def test_a_gantry_tilted_series_is_refused(tmp_path):
     """ITK would read it with the slant distance (2.13 mm) as spacing and no shear."""
     shift = math.tan(math.radians(20))
     folder = write_series(tmp_path / "tilt", [(0, 2 * k * shift, 2 * k) for k in range(5)])
-    with pytest.raises(InputError, match=r"shifted sideways by up to 0.728 mm per slice.*gantry tilt of about 20.0 deg"):
+    with pytest.raises(
+        InputError, match=r"shifted sideways by up to 0.728 mm per slice.*gantry tilt of about 20.0 deg"
+    ):
         read_volume(folder)
 
 
@@ -225,13 +240,16 @@ def test_an_oblique_but_orthogonal_series_is_read(tmp_path):
     assert volume.geometry.spacing[0] == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("positions, problem", [
-    ([(0, 0, 0), (0, 0, 1), (0, 0, 2.005), (0, 0, 3)], None),              # 0.005 mm jitter: within 0.01 mm
-    ([(0, 0, 0), (0, 0, 5), (0, 0, 10.02), (0, 0, 15)], None),             # steps differ by 0.04 mm: 1% of 5 mm
-    ([(0, 0, 0), (0, 0, 1), (0, 0, 2.05), (0, 0, 3)], "varies"),           # 5% of 1 mm
-    ([(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 2)], "same position"),
-    ([(0, 0, 0), (0.05, 0, 1), (0.1, 0, 2)], "sideways"),                   # 2.9 degrees
-])
+@pytest.mark.parametrize(
+    "positions, problem",
+    [
+        ([(0, 0, 0), (0, 0, 1), (0, 0, 2.005), (0, 0, 3)], None),  # 0.005 mm jitter: within 0.01 mm
+        ([(0, 0, 0), (0, 0, 5), (0, 0, 10.02), (0, 0, 15)], None),  # steps differ by 0.04 mm: 1% of 5 mm
+        ([(0, 0, 0), (0, 0, 1), (0, 0, 2.05), (0, 0, 3)], "varies"),  # 5% of 1 mm
+        ([(0, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, 2)], "same position"),
+        ([(0, 0, 0), (0.05, 0, 1), (0.1, 0, 2)], "sideways"),  # 2.9 degrees
+    ],
+)
 def test_slice_geometry_tolerance(positions, problem):
     found = series_geometry_problem(np.array(positions, dtype=float), np.array([1, 0, 0, 0, 1, 0], dtype=float))
     assert (found is None) if problem is None else (problem in found), found
@@ -240,10 +258,13 @@ def test_slice_geometry_tolerance(positions, problem):
 # ---------------------------------------------------------------- 7. degenerate voxel sizes
 
 
-@pytest.mark.parametrize("spacing, message", [
-    ((1e-3, 1e-3, 1e-3), "outside the plausible range 0.01..100 mm"),
-    ((1.0, 1.0, 250.0), "outside the plausible range"),
-])
+@pytest.mark.parametrize(
+    "spacing, message",
+    [
+        ((1e-3, 1e-3, 1e-3), "outside the plausible range 0.01..100 mm"),
+        ((1.0, 1.0, 250.0), "outside the plausible range"),
+    ],
+)
 def test_degenerate_spacing_in_a_file_is_refused(tmp_path, spacing, message):
     """(A negative voxel size in a header is read by ITK as a flipped axis with a positive size: not degenerate.)"""
     path = _write(tmp_path / "bad.nii.gz", raw_nifti((3, 8, 8), spacing))
@@ -252,15 +273,22 @@ def test_degenerate_spacing_in_a_file_is_refused(tmp_path, spacing, message):
     assert str(info.value).startswith(f"{path}: voxel size ")
 
 
-@pytest.mark.parametrize("suffix, value, message", [
-    (".nrrd", b"(0.001,0,0)", "voxel size .* outside the plausible range"), (".mha", b"0.001", "outside the plausible range"),
-    (".nrrd", b"(0,0,0)", "cannot be read as an image"), (".mha", b"0", "cannot be read as an image")])
+@pytest.mark.parametrize(
+    "suffix, value, message",
+    [
+        (".nrrd", b"(0.001,0,0)", "voxel size .* outside the plausible range"),
+        (".mha", b"0.001", "outside the plausible range"),
+        (".nrrd", b"(0,0,0)", "cannot be read as an image"),
+        (".mha", b"0", "cannot be read as an image"),
+    ],
+)
 def test_degenerate_spacing_in_nrrd_and_mha_is_refused(tmp_path, suffix, value, message):
     path = tmp_path / f"flat{suffix}"
     sitk.WriteImage(sitk.GetImageFromArray(_ramp()), str(path), useCompression=False)
     text = path.read_bytes()
-    text = (text.replace(b"space directions: (1,0,0) (0,1,0)", b"space directions: " + value + b" (0,1,0)")
-            .replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = " + value + b" 1 1"))
+    text = text.replace(b"space directions: (1,0,0) (0,1,0)", b"space directions: " + value + b" (0,1,0)").replace(
+        b"ElementSpacing = 1 1 1", b"ElementSpacing = " + value + b" 1 1"
+    )
     path.write_bytes(text)
     with pytest.raises(InputError, match=message):
         read_volume(path)
@@ -281,31 +309,37 @@ def test_limits_are_honoured_by_read_label(tmp_path):
 # ---------------------------------------------------------------- 8. arrays given to the Python API
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((4, 8, 8), dtype=bool), "voxel type bool"),
-    (np.zeros((4, 8, 8), dtype=np.float16), "voxel type float16"),
-    (np.zeros((4, 8, 8), dtype=object), "voxel type object"),
-    (np.zeros((4, 8, 8), dtype=np.complex64), "voxel type complex64"),
-    (np.zeros((0, 8, 8), dtype=np.int16), "0 x 8 x 8 voxels: the volume is empty"),
-    (np.zeros((8, 8), dtype=np.int16), r"shape \(8, 8\); expected a 3D volume"),
-    ([[[0]]], "expected a numpy array"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((4, 8, 8), dtype=bool), "voxel type bool"),
+        (np.zeros((4, 8, 8), dtype=np.float16), "voxel type float16"),
+        (np.zeros((4, 8, 8), dtype=object), "voxel type object"),
+        (np.zeros((4, 8, 8), dtype=np.complex64), "voxel type complex64"),
+        (np.zeros((0, 8, 8), dtype=np.int16), "0 x 8 x 8 voxels: the volume is empty"),
+        (np.zeros((8, 8), dtype=np.int16), r"shape \(8, 8\); expected a 3D volume"),
+        ([[[0]]], "expected a numpy array"),
+    ],
+)
 def test_bad_arrays_are_input_errors(array, message):
     with pytest.raises(InputError, match=message) as info:
         check_array_volume(array, (1.0, 1.0, 1.0))
     assert str(info.value).startswith("<array>: ")
 
 
-@pytest.mark.parametrize("spacing, message", [
-    ((0.0, 1.0, 1.0), "must be positive"),
-    ((1.0, -1.0, 1.0), "must be positive"),
-    ((1.0, float("nan"), 1.0), "must be positive and finite"),
-    ((1e-3, 1.0, 1.0), "plausible range"),
-    ((1.0, 1.0), "must be three numbers"),
-    ("111", "must be three numbers"),
-    ((True, 1.0, 1.0), "must be three numbers"),
-    (1.0, "must be three numbers"),
-])
+@pytest.mark.parametrize(
+    "spacing, message",
+    [
+        ((0.0, 1.0, 1.0), "must be positive"),
+        ((1.0, -1.0, 1.0), "must be positive"),
+        ((1.0, float("nan"), 1.0), "must be positive and finite"),
+        ((1e-3, 1.0, 1.0), "plausible range"),
+        ((1.0, 1.0), "must be three numbers"),
+        ("111", "must be three numbers"),
+        ((True, 1.0, 1.0), "must be three numbers"),
+        (1.0, "must be three numbers"),
+    ],
+)
 def test_bad_array_spacing_is_an_input_error(spacing, message):
     with pytest.raises(InputError, match=message):
         check_array_volume(np.zeros((2, 4, 4), np.int16), spacing, "ct")

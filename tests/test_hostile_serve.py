@@ -4,6 +4,7 @@ Every bad value is a 4xx with one line of JSON in the viewer, and one ``error:``
 the CLI; a big upload or a long scan is refused by a ``SERVE.*`` limit naming its key; while one session
 computes, the others keep answering.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,21 +39,27 @@ def _refused(response, status: int, pattern: str) -> None:
 # ---------------------------------------------------------------- 3. click values and JSON through the viewer
 
 
-@pytest.mark.parametrize("body, pattern", [
-    ('{"clicks": [{"class": 1, "positive": "false", "voxel": [1, 1, 1]}]}', "'positive' must be true or false, got 'false'"),
-    ('{"clicks": [{"class": true, "voxel": [1, 1, 1]}]}', "'class' must be a class name or a label id"),
-    ('{"clicks": [{"class": 1.5, "voxel": [1, 1, 1]}]}', "'class' must be a class name or a label id"),
-    ('{"clicks": [{"class": "\\u00b2", "voxel": [1, 1, 1]}]}', "unknown class name"),
-    ('{"clicks": [{"class": 1, "voxel": "123"}]}', "'voxel' must be a list of three numbers"),
-    ('{"clicks": [{"class": null, "voxel": [1, 1, 1]}]}', "'class' must be a class name"),
-    ('{"clicks": [{"class": 1, "voxel": [null, 1, 1]}]}', "'voxel' must be a list of three numbers"),
-    ('{"clicks": [{"class": 1, "voxel": [NaN, 1, 1]}]}', r"not valid JSON \(NaN is not a number JSON allows\)"),
-    ('{"clicks": [{"class": 1, "display": [Infinity, 1, 1]}]}', "Infinity is not a number JSON allows"),
-    ('{"clicks": [{"class": 1, "voxel": [1e400, 1, 1]}]}', "'voxel' must be finite"),
-    ('{"clicks": [{"class": 1, "voxel": [1' + "0" * 400 + ', 1, 1]}]}', "'voxel' must be finite"),
-    ('{"clicks": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
-    ('{"clicks": null}', "expected a non-empty JSON list"),
-])
+@pytest.mark.parametrize(
+    "body, pattern",
+    [
+        (
+            '{"clicks": [{"class": 1, "positive": "false", "voxel": [1, 1, 1]}]}',
+            "'positive' must be true or false, got 'false'",
+        ),
+        ('{"clicks": [{"class": true, "voxel": [1, 1, 1]}]}', "'class' must be a class name or a label id"),
+        ('{"clicks": [{"class": 1.5, "voxel": [1, 1, 1]}]}', "'class' must be a class name or a label id"),
+        ('{"clicks": [{"class": "\\u00b2", "voxel": [1, 1, 1]}]}', "unknown class name"),
+        ('{"clicks": [{"class": 1, "voxel": "123"}]}', "'voxel' must be a list of three numbers"),
+        ('{"clicks": [{"class": null, "voxel": [1, 1, 1]}]}', "'class' must be a class name"),
+        ('{"clicks": [{"class": 1, "voxel": [null, 1, 1]}]}', "'voxel' must be a list of three numbers"),
+        ('{"clicks": [{"class": 1, "voxel": [NaN, 1, 1]}]}', r"not valid JSON \(NaN is not a number JSON allows\)"),
+        ('{"clicks": [{"class": 1, "display": [Infinity, 1, 1]}]}', "Infinity is not a number JSON allows"),
+        ('{"clicks": [{"class": 1, "voxel": [1e400, 1, 1]}]}', "'voxel' must be finite"),
+        ('{"clicks": [{"class": 1, "voxel": [1' + "0" * 400 + ", 1, 1]}]}", "'voxel' must be finite"),
+        ('{"clicks": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),
+        ('{"clicks": null}', "expected a non-empty JSON list"),
+    ],
+)
 def test_bad_clicks_are_400_with_one_line(api, body, pattern):
     sid = _open(api)
     _refused(api.post(f"/api/sessions/{sid}/clicks", content=body.encode(), headers=JSON), 400, pattern)
@@ -76,17 +83,20 @@ def weights(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ('[{"class": 1, "voxel": [NaN, 0, 0]}]', "cannot be parsed as JSON (NaN is not a number JSON allows)"),
-    ('[{"class": 1, "voxel": [-Infinity, 0, 0]}]', "-Infinity is not a number JSON allows"),
-    ("[" * 100000 + "]" * 100000, "is nested too deeply to be a clicks file"),
-    ('[{"class": 1, "positive": "false", "voxel": [0, 0, 0]}]', "'positive' must be true or false, got 'false'"),
-    ('[{"class": true, "voxel": [0, 0, 0]}]', "'class' must be a class name or a label id 1..2, got True"),
-    ('[{"class": 1.0, "voxel": [0, 0, 0]}]', "got 1.0"),
-    ('[{"class": 1, "voxel": "100"}]', "'voxel' must be a list of three numbers, got '100'"),
-    ('[{"class": null, "voxel": [0, 0, 0]}]', "got None"),
-    ('[{"class": 1, "voxel": [0, 1' + "0" * 400 + ', 0]}]', "'voxel' must be finite"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ('[{"class": 1, "voxel": [NaN, 0, 0]}]', "cannot be parsed as JSON (NaN is not a number JSON allows)"),
+        ('[{"class": 1, "voxel": [-Infinity, 0, 0]}]', "-Infinity is not a number JSON allows"),
+        ("[" * 100000 + "]" * 100000, "is nested too deeply to be a clicks file"),
+        ('[{"class": 1, "positive": "false", "voxel": [0, 0, 0]}]', "'positive' must be true or false, got 'false'"),
+        ('[{"class": true, "voxel": [0, 0, 0]}]', "'class' must be a class name or a label id 1..2, got True"),
+        ('[{"class": 1.0, "voxel": [0, 0, 0]}]', "got 1.0"),
+        ('[{"class": 1, "voxel": "100"}]', "'voxel' must be a list of three numbers, got '100'"),
+        ('[{"class": null, "voxel": [0, 0, 0]}]', "got None"),
+        ('[{"class": 1, "voxel": [0, 1' + "0" * 400 + ", 0]}]", "'voxel' must be finite"),
+    ],
+)
 def test_bad_clicks_files_are_one_line_in_the_predict_cli(tmp_path, weights, capsys, text, pattern):
     from s2vnet.predict import main
 
@@ -95,8 +105,23 @@ def test_bad_clicks_files_are_one_line_in_the_predict_cli(tmp_path, weights, cap
     clicks.write_text(text)
     output = tmp_path / "seg.nii.gz"
     with pytest.raises(SystemExit) as exit_:
-        main(["--config-file", str(REPO / "configs/demo/s2vnet_r18_demo.yaml"), "--weights", str(weights),
-              "--input", str(scan), "--output", str(output), "--clicks", str(clicks), "--device", "cpu", *TINY])
+        main(
+            [
+                "--config-file",
+                str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
+                "--weights",
+                str(weights),
+                "--input",
+                str(scan),
+                "--output",
+                str(output),
+                "--clicks",
+                str(clicks),
+                "--device",
+                "cpu",
+                *TINY,
+            ]
+        )
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {clicks}") and pattern in lines[0], lines
@@ -120,7 +145,11 @@ def test_a_nii_gz_that_unpacks_too_far_is_refused_while_streaming(root, tmp_path
     data = gzip.compress(_nifti((8, 256, 512), (1.0, 1.0, 1.0)))  # 2 MB of zeros in a few kB
     assert len(data) < 10_000
     with client(tiny_predictor("SERVE.MAX_UNPACKED_MB", "1.0"), root) as api:
-        _refused(_upload(api, "zeros.nii.gz", data), 400, r"zeros.nii.gz: unpacks to more than 1 MB \(SERVE.MAX_UNPACKED_MB\)")
+        _refused(
+            _upload(api, "zeros.nii.gz", data),
+            400,
+            r"zeros.nii.gz: unpacks to more than 1 MB \(SERVE.MAX_UNPACKED_MB\)",
+        )
         assert list(api.app.state.ctx.work_dir.rglob("*")) == []
 
 

@@ -1,4 +1,5 @@
 """Whole-volume inference, interactive sessions and the evaluator (tiny untrained model, CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,10 @@ import pytest
 import torch
 from synthetic import TempDatasets, organ_phantom, tiny_cfg, tiny_model, write_image
 
+from s2vnet import InteractiveSession, Predictor
 from s2vnet.evaluation.evaluator import VolumeSegEvaluator
 from s2vnet.evaluation.metrics import per_class_metrics
 from s2vnet.inference import Click, VolumeInference
-from s2vnet import InteractiveSession, Predictor
 
 SHAPE = (6, 48, 40)
 ROTATED = (0, 1, 0, -1, 0, 0, 0, 0, 1)  # a 90-degree in-plane rotation: exercises reorientation
@@ -20,7 +21,9 @@ ROTATED = (0, 1, 0, -1, 0, 0, 0, 0, 1)  # a 90-degree in-plane rotation: exercis
 @pytest.fixture
 def scan(tmp_path):
     image, label = organ_phantom(SHAPE)
-    path = write_image(tmp_path / "scan.nrrd", image, spacing_zyx=(3.0, 0.9, 0.7), origin=(5.0, -2.0, 1.0), direction=ROTATED)
+    path = write_image(
+        tmp_path / "scan.nrrd", image, spacing_zyx=(3.0, 0.9, 0.7), origin=(5.0, -2.0, 1.0), direction=ROTATED
+    )
     return path, image, label
 
 
@@ -121,8 +124,13 @@ def test_evaluator_with_stand_in_predictions(tmp_path):
         evaluator.process([record], [{"automatic": shifted, "protocols": {"paper": [shifted, label]}}])
         results = evaluator.evaluate()["volume_seg"]
         expected = per_class_metrics(shifted, label, (2.0, 1.0, 1.0), 2, 1.0)
-        assert results["auto_dice"] == pytest.approx(np.mean([r["dice"] for r in expected])) and results["auto_dice"] < 1
-        assert results["auto_hd95"] == pytest.approx(np.mean([r["hd95"] for r in expected])) and results["auto_hd95"] >= 2.0
+        assert (
+            results["auto_dice"] == pytest.approx(np.mean([r["dice"] for r in expected])) and results["auto_dice"] < 1
+        )
+        assert (
+            results["auto_hd95"] == pytest.approx(np.mean([r["hd95"] for r in expected]))
+            and results["auto_hd95"] >= 2.0
+        )
         assert results["dice_1click"] == pytest.approx(results["auto_dice"]) and results["dice_2click"] == 1.0
         expected_noc = np.mean([1 if d >= 0.9 else 2 for d in _dice_per_class(shifted, label)])
         assert results["noc90"] == pytest.approx(expected_noc)
@@ -174,7 +182,9 @@ def test_a_round_decodes_only_the_slices_clicks_can_reach(monkeypatch):
     visited = []
     step = engine.model.step
     monkeypatch.setattr(engine.model, "step", lambda f, s, c=None, hw=None: visited.append(1) or step(f, s, c, hw))
-    engine.interactive_round(features, state, [Click(0, (5, 18.0, 14.0), "working"), Click(1, (6, 30.0, 28.0), "working")])
+    engine.interactive_round(
+        features, state, [Click(0, (5, 18.0, 14.0), "working"), Click(1, (6, 30.0, 28.0), "working")]
+    )
     assert len(visited) == (8 - 5) + (6 + 1)  # forward from the first clicked slice, backward from the last
 
 
@@ -187,13 +197,23 @@ def test_benchmark_ratios_compare_like_with_like():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = [
-        {"method": "s2vnet:demo", "tag": "", "volume": "lung1", "automatic": 2.0, "click_cached": 1.0, "click_recompute": 4.0},
+        {
+            "method": "s2vnet:demo",
+            "tag": "",
+            "volume": "lung1",
+            "automatic": 2.0,
+            "click_cached": 1.0,
+            "click_recompute": 4.0,
+        },
         {"method": "naive:demo", "tag": "", "volume": "lung1", "automatic_and_round": 6.0},
         {"method": "s2vnet:demo", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 0.5},
         {"method": "swinunetr", "tag": "", "volume": "lung1", "automatic": 10.0},
     ]
-    assert bench.ratios(rows) == {"s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0, "batched_vs_naive_demo": 2.0,
-                                  "click_cached_vs_recompute_demo": 4.0}
+    assert bench.ratios(rows) == {
+        "s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0,
+        "batched_vs_naive_demo": 2.0,
+        "click_cached_vs_recompute_demo": 4.0,
+    }
 
 
 def test_encode_batches_follow_the_memory_budget(monkeypatch):

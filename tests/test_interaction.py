@@ -1,8 +1,8 @@
 """Click-initialised centroids (Eq. 7), adaptive sampling (Eq. 8), propagation and aggregation (Eq. 5-6, 10-11)."""
+
 from __future__ import annotations
 
 import torch
-
 from torch import nn
 
 from s2vnet.modeling.interaction import CentroidBank, ClickMemory, accumulate, sample_features
@@ -11,8 +11,9 @@ from s2vnet.modeling.propagation import PropagationState, RecurrentAggregator, n
 
 def _bank(**kw) -> CentroidBank:
     torch.manual_seed(0)
-    return CentroidBank(**{**dict(num_classes=3, per_class=2, hidden_dim=8, feature_dim=6, beta=0.8, slots="shared"),
-                           **kw})
+    return CentroidBank(
+        **{**dict(num_classes=3, per_class=2, hidden_dim=8, feature_dim=6, beta=0.8, slots="shared"), **kw}
+    )
 
 
 def _by_class(placed) -> dict:
@@ -22,8 +23,11 @@ def _by_class(placed) -> dict:
 
 def _clicks(coords, classes, positive=None):
     n = len(coords)
-    return {"coords": torch.tensor(coords, dtype=torch.float32), "classes": torch.tensor(classes),
-            "positive": torch.tensor(positive if positive is not None else [True] * n)}
+    return {
+        "coords": torch.tensor(coords, dtype=torch.float32),
+        "classes": torch.tensor(classes),
+        "positive": torch.tensor(positive if positive is not None else [True] * n),
+    }
 
 
 def test_sample_features_reads_the_clicked_pixel():
@@ -39,7 +43,7 @@ def test_beta_accumulation_equals_closed_form():
     closed = sum(beta ** (3 - i) * feats[i] for i in range(4))
     torch.testing.assert_close(accumulate(feats, beta), closed)
     prior = torch.randn(6)  # earlier rounds continue the same series
-    torch.testing.assert_close(accumulate(feats, beta, prior), closed + beta ** 4 * prior)
+    torch.testing.assert_close(accumulate(feats, beta, prior), closed + beta**4 * prior)
 
 
 def test_click_centroid_depends_on_the_clicked_pixel_only():
@@ -72,8 +76,9 @@ def test_adaptive_sampling_switch_keeps_only_the_latest_click():
     features = torch.randn(6, 8, 8)
     clicks = _clicks([[3.0, 3.0], [20.0, 9.0]], [0, 0])
     off = _by_class(_bank(adaptive=False).click_centroids(features, clicks, (32, 32), ClickMemory())[0])
-    last = _by_class(_bank(adaptive=False).click_centroids(features, _clicks([[20.0, 9.0]], [0]), (32, 32),
-                                                           ClickMemory())[0])
+    last = _by_class(
+        _bank(adaptive=False).click_centroids(features, _clicks([[20.0, 9.0]], [0]), (32, 32), ClickMemory())[0]
+    )
     on = _by_class(_bank(adaptive=True).click_centroids(features, clicks, (32, 32), ClickMemory())[0])
     torch.testing.assert_close(off[0], last[0])
     assert not torch.allclose(on[0], off[0])
@@ -98,16 +103,19 @@ def test_negative_clicks_start_neutral_and_learn():
 def test_each_click_takes_its_own_slot_and_the_count_carries_over_rounds():
     bank = _bank(slots="per_click", per_class=3)
     features = torch.randn(6, 8, 8)
-    first, memory = bank.click_centroids(features, _clicks([[3.0, 3.0], [9.0, 9.0], [5.0, 5.0]], [1, 1, 2]),
-                                         (32, 32), ClickMemory())
+    first, memory = bank.click_centroids(
+        features, _clicks([[3.0, 3.0], [9.0, 9.0], [5.0, 5.0]], [1, 1, 2]), (32, 32), ClickMemory()
+    )
     assert [(c.slot, c.class_index) for c in first] == [(3, 1), (4, 1), (6, 2)]  # class k's slots are 3k..3k+2
-    second, memory = bank.click_centroids(features, _clicks([[7.0, 7.0], [1.0, 1.0]], [1, 1], [False, True]),
-                                          (32, 32), memory)
+    second, memory = bank.click_centroids(
+        features, _clicks([[7.0, 7.0], [1.0, 1.0]], [1, 1], [False, True]), (32, 32), memory
+    )
     assert [c.slot for c in second] == [5, 3]  # the 3rd and 4th click of class 1: slot 5, then the oldest again
     assert memory.count == {1: 4, 2: 1}
     assert not torch.allclose(first[1].centroid, first[0].centroid)  # Eq. 8: the second click adds to the first
     shared, _ = _bank(slots="shared", per_class=3).click_centroids(
-        features, _clicks([[3.0, 3.0], [9.0, 9.0]], [1, 1]), (32, 32), ClickMemory())
+        features, _clicks([[3.0, 3.0], [9.0, 9.0]], [1, 1]), (32, 32), ClickMemory()
+    )
     assert [c.slot for c in shared] == [3]
 
 
@@ -122,12 +130,13 @@ def test_eq8_unnormalised_and_normalised_give_their_closed_forms():
     coords = [[3.0, 3.0], [9.0, 20.0], [30.0, 5.0]]
     sampled = sample_features(features, torch.tensor(coords), (32, 32))
     beta = 0.8
-    weights = [beta ** 2, beta, 1.0]
+    weights = [beta**2, beta, 1.0]
     raw = sum(w * f for w, f in zip(weights, sampled))
     placed, _ = _identity_bank("none").click_centroids(features, _clicks(coords, [0, 0, 0]), (32, 32), ClickMemory())
     torch.testing.assert_close(placed[-1].centroid, raw)
-    placed, memory = _identity_bank("weights").click_centroids(features, _clicks(coords, [0, 0, 0]), (32, 32),
-                                                                ClickMemory())
+    placed, memory = _identity_bank("weights").click_centroids(
+        features, _clicks(coords, [0, 0, 0]), (32, 32), ClickMemory()
+    )
     torch.testing.assert_close(placed[-1].centroid, raw / sum(weights))
     assert memory.positive_weight[0] == sum(weights)
     torch.testing.assert_close(placed[0].centroid, sampled[0])  # one click: the mean is the feature itself

@@ -1,7 +1,7 @@
 """k-means cross-attention (Eq. 2-3) and the per-slice decoder."""
+
 from __future__ import annotations
 
-import pytest
 import torch
 
 from s2vnet.modeling.transformer_decoder.kmeans_attention import KMeansCrossAttention, kmeans_assignment, kmeans_update

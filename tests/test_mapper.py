@@ -1,4 +1,5 @@
 """VolumeDatasetMapper: output structure, shared augmentation across slices, clicks, determinism."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,8 @@ from s2vnet.config import get_s2vnet_cfg
 from s2vnet.data.augmentation import LSJSettings
 from s2vnet.data.click_simulation import ClickSettings, border_distance, simulate_clicks
 from s2vnet.data.dataset_mapper import VolumeDatasetMapper
-from s2vnet.data.preprocess import PreprocessSettings
 from s2vnet.data.normalization import IntensitySettings
+from s2vnet.data.preprocess import PreprocessSettings
 from s2vnet.data.slice_cache import SliceCache
 from s2vnet.data.slice_sampling import SliceSamplingSettings, sample_slice_indices
 
@@ -74,13 +75,13 @@ def test_all_slices_share_one_crop_scale_and_flip(marker_record):
         images = [s["image"][0].numpy().astype(int) for s in clip["slices"]]
         labels = [s["sem_seg"].numpy() for s in clip["slices"]]
         valid = labels[0] != 255
-        assert all(np.array_equal(l != 255, valid) for l in labels)  # same crop/pad
+        assert all(np.array_equal(lbl != 255, valid) for lbl in labels)  # same crop/pad
         assert np.array_equal(labels[0] == 1, labels[1] == 1)  # class 0 is on every slice: same geometry
         z = clip["slice_indices"]
         for i in (1, 2):
             diff = (images[i] - images[0])[valid]
             assert np.abs(diff - 10 * (z[i] - z[0])).max() <= 1, (seed, z)
-        flips.add(bool(labels[0][:, : labels[0].shape[1] // 2].sum() < labels[0][:, labels[0].shape[1] // 2:].sum()))
+        flips.add(bool(labels[0][:, : labels[0].shape[1] // 2].sum() < labels[0][:, labels[0].shape[1] // 2 :].sum()))
     assert flips == {True, False}  # the flip does happen, for whole clips
 
 
@@ -115,7 +116,9 @@ def test_clicks_lie_in_their_objects(marker_record):
         clicked = set()
         for s in clip["slices"]:
             clicks, sem = s["clicks"], s["sem_seg"]
-            for (y, x), c, pos in zip(clicks["coords"].long().tolist(), clicks["classes"].tolist(), clicks["positive"].tolist()):
+            for (y, x), c, pos in zip(
+                clicks["coords"].long().tolist(), clicks["classes"].tolist(), clicks["positive"].tolist()
+            ):
                 value = int(sem[y, x])
                 assert (value == c + 1) if pos else (value not in (c + 1, 255))
                 negatives += not pos
@@ -129,8 +132,16 @@ def test_interactive_probability(marker_record):
     assert all(len(never(marker_record, rng=np.random.default_rng(s))["interactive_classes"]) == 0 for s in range(10))
     half = make_mapper(interactive_prob=0.5)
     decisions = [len(half(marker_record, rng=np.random.default_rng(s))["interactive_classes"]) for s in range(150)]
-    present = [len({int(c) for sl in half(marker_record, rng=np.random.default_rng(s))["slices"]
-                    for c in sl["instances"].gt_classes}) for s in range(150)]
+    present = [
+        len(
+            {
+                int(c)
+                for sl in half(marker_record, rng=np.random.default_rng(s))["slices"]
+                for c in sl["instances"].gt_classes
+            }
+        )
+        for s in range(150)
+    ]
     rate = sum(decisions) / sum(present)
     assert 0.38 < rate < 0.62  # binomial, n >= 150: about 5 standard deviations wide
 
@@ -140,8 +151,9 @@ def test_first_click_is_near_the_interior():
     mask[5:35, 10:50] = True
     dist = border_distance(mask)
     for seed in range(20):
-        coords, positive = simulate_clicks(mask, np.ones_like(mask), np.random.default_rng(seed),
-                                           ClickSettings(interior_fraction=0.5, max_extra=0))
+        coords, positive = simulate_clicks(
+            mask, np.ones_like(mask), np.random.default_rng(seed), ClickSettings(interior_fraction=0.5, max_extra=0)
+        )
         y, x = coords[0].astype(int)
         assert positive.tolist() == [True]
         assert dist[y, x] >= 0.5 * dist.max()
@@ -186,8 +198,12 @@ def test_intensity_jitter_is_shared_by_the_clip(marker_record):
     """With contrast/brightness jitter on, slice differences scale by the one drawn contrast factor."""
     mapper = VolumeDatasetMapper(
         sampling=SliceSamplingSettings(num_slices=3, gap=(2, 2)),
-        lsj=LSJSettings(scale=(1.0, 1.0), crop_size=(40, 56), flip_prob=0.0, contrast=(0.8, 1.2), brightness=(-20.0, 20.0)),
-        clicks=ClickSettings(interactive_prob=0.0), seed=0)
+        lsj=LSJSettings(
+            scale=(1.0, 1.0), crop_size=(40, 56), flip_prob=0.0, contrast=(0.8, 1.2), brightness=(-20.0, 20.0)
+        ),
+        clicks=ClickSettings(interactive_prob=0.0),
+        seed=0,
+    )
     plain = make_mapper()
     ratios = []
     for seed in range(10):

@@ -3,6 +3,7 @@
 The reference libraries are medpy (``medpy.metric.binary``) and DeepMind's ``surface_distance``
 (PyPI ``surface-distance``); both are in the ``test`` extra and must be installed.
 """
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
+from medpy.metric import binary as medpy_binary  # the test extra
 from scipy import ndimage
 
 from s2vnet.evaluation import metrics
 from s2vnet.evaluation.metrics import dice, hd95, nsd, per_class_metrics
-
-from medpy.metric import binary as medpy_binary  # the test extra
 
 with warnings.catch_warnings():  # surface_distance uses scipy's deprecated ndimage.filters/morphology
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,4 +1,5 @@
 """The S2VNet meta-architecture: propagation rules, aggregation, empty slices, configs, learning."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
+from synthetic import phantom_clip, tiny_model
 
 from s2vnet.config import setup_cfg
-from synthetic import phantom_clip, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,9 @@ def test_model_learns_a_tiny_volume():
     assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5]), history
 
 
-CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("Base-"))
+CONFIGS = sorted(
+    p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("Base-")
+)
 
 
 @pytest.mark.parametrize("path", CONFIGS)

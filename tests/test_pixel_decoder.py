@@ -1,4 +1,5 @@
 """Multi-scale deformable attention against an explicit bilinear reference; both pixel decoders' contracts."""
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,9 @@ def test_msdeform_attn_equals_explicit_bilinear_average():
     expected = torch.zeros(2, 5, 4, dtype=torch.float64)
     for b in range(2):
         for q in range(5):
-            samples = [_bilinear(levels[l][b].view(h, w, 4), *ref[b, q, l].tolist()) for l, (h, w) in enumerate(SHAPES)]
+            samples = [
+                _bilinear(levels[lv][b].view(h, w, 4), *ref[b, q, lv].tolist()) for lv, (h, w) in enumerate(SHAPES)
+            ]
             expected[b, q] = torch.stack(samples).mean(0)
     assert torch.allclose(out, attn.output_proj(expected), atol=1e-10)
 
@@ -86,8 +89,14 @@ def test_msdeform_attn_padding_mask_zeroes_values():
     attn = MSDeformAttn(d_model=8, n_levels=2, n_heads=2, n_points=2).double()
     value, spatial, start = _flat_inputs(SHAPES, b=1, c=8)
     mask = torch.ones(1, value.shape[1], dtype=torch.bool)
-    out = attn(torch.randn(1, 3, 8, dtype=torch.float64), torch.rand(1, 3, 2, 2, dtype=torch.float64),
-               value, spatial, start, mask)
+    out = attn(
+        torch.randn(1, 3, 8, dtype=torch.float64),
+        torch.rand(1, 3, 2, 2, dtype=torch.float64),
+        value,
+        spatial,
+        start,
+        mask,
+    )
     assert torch.allclose(out, attn.output_proj.bias.expand_as(out))
 
 
@@ -108,8 +117,12 @@ def test_msdeform_attn_init_and_gradients():
         attn(torch.randn(2, 6, 16), torch.rand(2, 6, 2, 2), value.float(), spatial, start.flip(0))
 
 
-FAKE_SHAPE = {"res2": ShapeSpec(channels=16, stride=4), "res3": ShapeSpec(channels=32, stride=8),
-              "res4": ShapeSpec(channels=48, stride=16), "res5": ShapeSpec(channels=64, stride=32)}
+FAKE_SHAPE = {
+    "res2": ShapeSpec(channels=16, stride=4),
+    "res3": ShapeSpec(channels=32, stride=8),
+    "res4": ShapeSpec(channels=48, stride=16),
+    "res5": ShapeSpec(channels=64, stride=32),
+}
 
 
 def _features(shape, b: int = 2, h: int = 128, w: int = 96):
@@ -127,8 +140,14 @@ def _build(kind: str):
     common = dict(input_shape=FAKE_SHAPE, conv_dim=32, mask_dim=24, norm="GN")
     if kind == "fpn":
         return LightFPNPixelDecoder(**common)
-    return MSDeformAttnPixelDecoder(**common, deformable_in_features=["res3", "res4", "res5"],
-                                    transformer_enc_layers=2, nheads=4, n_points=2, dim_feedforward=64)
+    return MSDeformAttnPixelDecoder(
+        **common,
+        deformable_in_features=["res3", "res4", "res5"],
+        transformer_enc_layers=2,
+        nheads=4,
+        n_points=2,
+        dim_feedforward=64,
+    )
 
 
 @pytest.mark.parametrize("kind", ["fpn", "msdeform"])

@@ -1,4 +1,5 @@
 """``python -m s2vnet.predict`` end to end on a tiny model, and its one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -21,27 +22,48 @@ DIRECTION = (0, 1, 0, -1, 0, 0, 0, 0, 1)
 def assets(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict")
     torch.save({"model": tiny_model().state_dict()}, folder / "tiny.pth")
-    torch.save({"model": tiny_model("MODEL.S2VNET.NUM_CLASSES", "3", "MODEL.S2VNET.CLASS_NAMES", "['a', 'b', 'c']").state_dict()},
-               folder / "three_classes.pth")
+    torch.save(
+        {
+            "model": tiny_model(
+                "MODEL.S2VNET.NUM_CLASSES", "3", "MODEL.S2VNET.CLASS_NAMES", "['a', 'b', 'c']"
+            ).state_dict()
+        },
+        folder / "three_classes.pth",
+    )
     image, label = organ_phantom(SHAPE)
     write_image(folder / "scan.nrrd", image, spacing_zyx=(3.0, 0.9, 0.7), origin=(5.0, -2.0, 1.0), direction=DIRECTION)
     return folder, label
 
 
 def run(folder: Path, *args: str, weights: str = "tiny.pth") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "s2vnet.predict", "--config-file", str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
-           "--weights", str(folder / weights), *args, *TINY]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=folder, env=dict(os.environ, OMP_NUM_THREADS="2"),
-                          timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "s2vnet.predict",
+        "--config-file",
+        str(REPO / "configs/demo/s2vnet_r18_demo.yaml"),
+        "--weights",
+        str(folder / weights),
+        *args,
+        *TINY,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=folder, env=dict(os.environ, OMP_NUM_THREADS="2"), timeout=300
+    )
 
 
 def test_segments_an_nrrd_with_clicks_onto_its_own_grid(assets):
     folder, label = assets
     z, y, x = np.argwhere(label == 2)[0]
-    clicks = [{"class": "b", "voxel": [int(x), int(y), int(z)]}, {"class": 1, "positive": False, "voxel": [0, 0, 0]},
-              {"class": "a", "point": [5.0, -2.0, 1.0]}]
+    clicks = [
+        {"class": "b", "voxel": [int(x), int(y), int(z)]},
+        {"class": 1, "positive": False, "voxel": [0, 0, 0]},
+        {"class": "a", "point": [5.0, -2.0, 1.0]},
+    ]
     (folder / "clicks.json").write_text(json.dumps(clicks))
-    result = run(folder, "--input", "scan.nrrd", "--output", "out/seg.nii.gz", "--clicks", "clicks.json", "--device", "cpu")
+    result = run(
+        folder, "--input", "scan.nrrd", "--output", "out/seg.nii.gz", "--clicks", "clicks.json", "--device", "cpu"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     source, written = sitk.ReadImage(str(folder / "scan.nrrd")), sitk.ReadImage(str(folder / "out/seg.nii.gz"))
     assert written.GetSize() == source.GetSize()

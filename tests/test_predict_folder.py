@@ -4,6 +4,7 @@ processes, output-path checks before any network work, Ctrl-C (s2vnet/predict.py
 Runs that need no second process call ``main`` in this process; errors that must come before the model is
 built are checked with ``Predictor.from_files`` replaced by a function that fails the test.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,8 +62,10 @@ EVERYWHERE = ("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0")  # random weights: eve
 @pytest.fixture
 def no_model(monkeypatch):
     """Building the model fails the test: the error under test must come first."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the model was built before the error")
+
     monkeypatch.setattr(predict.Predictor, "__init__", refuse)
 
 
@@ -82,8 +85,20 @@ def run_error(capsys, argv: list[str]) -> str:
 
 def test_dicom_input_to_dicom_seg_and_statistics_end_to_end(assets, capsys):
     out = assets / "one"
-    assert predict.main(cli(assets, "--input", str(assets / "dicom_only"), "--output", str(out / "SEG.DCM"),
-                            "--statistics", opts=EVERYWHERE)) == 0
+    assert (
+        predict.main(
+            cli(
+                assets,
+                "--input",
+                str(assets / "dicom_only"),
+                "--output",
+                str(out / "SEG.DCM"),
+                "--statistics",
+                opts=EVERYWHERE,
+            )
+        )
+        == 0
+    )
     seg = hd.seg.segread(out / "SEG.DCM")
     volume = read_volume(assets / "dicom_only")
     assert volume.geometry.direction != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -109,10 +124,12 @@ def test_upper_case_slicer_output_end_to_end(assets):
 def _several_series(root: Path) -> Path:
     folder = root / "two_series"
     if not folder.exists():
-        write_ct_series(folder, np.zeros((2, 8, 8), np.int16), series_uid="1.2.3.4.1", description="first",
-                        prefix="first")
-        write_ct_series(folder, np.zeros((3, 8, 8), np.int16), series_uid="1.2.3.4.2", description="second",
-                        prefix="second")
+        write_ct_series(
+            folder, np.zeros((2, 8, 8), np.int16), series_uid="1.2.3.4.1", description="first", prefix="first"
+        )
+        write_ct_series(
+            folder, np.zeros((3, 8, 8), np.int16), series_uid="1.2.3.4.2", description="second", prefix="second"
+        )
     return folder
 
 
@@ -124,17 +141,26 @@ def test_bad_outputs_and_inputs_are_one_line_before_the_model(assets, capsys, no
         (["--input", str(scan), "--output", str(assets / "a_file" / "seg.nii.gz")], "a_file is a file, not a folder"),
         (["--input", str(scan), "--output", str(assets / "a_folder.nii.gz")], "is an existing folder"),
         (["--input", str(scan), "--output", str(scan)], "is the input scan"),
-        (["--input", str(assets / "dicom_only"), "--output", str(assets / "dicom_only" / "seg.dcm")],
-         "lies inside the input folder"),
+        (
+            ["--input", str(assets / "dicom_only"), "--output", str(assets / "dicom_only" / "seg.dcm")],
+            "lies inside the input folder",
+        ),
         (["--input", str(scan), "--output", str(assets / "x.seg.dcm")], "is not a DICOM series"),
-        (["--input", str(scan), "--output", str(assets / "x.nii.gz"), "--format", "dicom-seg"],
-         "--format dicom-seg writes .seg.dcm or .dcm files"),
-        (["--input", str(_several_series(assets)), "--output", str(assets / "x.nii.gz")],
-         "holds 2 DICOM series: 'second' 1.2.3.4.2 (3 files), 'first' 1.2.3.4.1 (2 files); choose one with "
-         "--dicom-series UID"),
+        (
+            ["--input", str(scan), "--output", str(assets / "x.nii.gz"), "--format", "dicom-seg"],
+            "--format dicom-seg writes .seg.dcm or .dcm files",
+        ),
+        (
+            ["--input", str(_several_series(assets)), "--output", str(assets / "x.nii.gz")],
+            "holds 2 DICOM series: 'second' 1.2.3.4.2 (3 files), 'first' 1.2.3.4.1 (2 files); choose one with "
+            "--dicom-series UID",
+        ),
         (["--input", str(assets / "scans"), "--output", str(assets / "a_file")], "is a file; a folder or list"),
         (["--input", str(assets / "scans"), "--output", str(assets / "scans")], "is the input folder"),
-        (["--input", str(assets / "scans"), "--output", str(assets / "scans" / "segs")], "lies inside the input folder"),
+        (
+            ["--input", str(assets / "scans"), "--output", str(assets / "scans" / "segs")],
+            "lies inside the input folder",
+        ),
         (["--input", str(assets / "scans"), "--output", str(assets / "o.nii.gz")], "is named like a file"),
         (["--input", str(assets / "scans"), "--output", str(assets / "o"), "--clicks", "c.json"], "--clicks"),
         (["--input", str(scan), "--output", str(assets / "y.nii.gz"), "--num-gpus", "2"], "this is one scan"),
@@ -147,8 +173,12 @@ def test_bad_outputs_and_inputs_are_one_line_before_the_model(assets, capsys, no
 
 def test_chosen_series_of_a_several_series_folder_is_read(assets):
     out = assets / "chosen.nii.gz"
-    assert predict.main(cli(assets, "--input", str(_several_series(assets)), "--output", str(out),
-                            "--dicom-series", "1.2.3.4.1")) == 0
+    assert (
+        predict.main(
+            cli(assets, "--input", str(_several_series(assets)), "--output", str(out), "--dicom-series", "1.2.3.4.1")
+        )
+        == 0
+    )
     assert read_label(out).array.shape == (2, 8, 8)
 
 
@@ -170,22 +200,36 @@ def test_read_only_output_folder_is_refused_before_the_model(assets):
         os.chmod(scan, 0o644)
         readonly.mkdir(mode=0o555)
         os.chmod(readonly, 0o555)
-        command = [sys.executable, "-m", "s2vnet.predict", *cli(base, "--input", str(scan), "--output",
-                                                                str(readonly / "seg.nii.gz"), weights="absent.pth")]
+        command = [
+            sys.executable,
+            "-m",
+            "s2vnet.predict",
+            *cli(base, "--input", str(scan), "--output", str(readonly / "seg.nii.gz"), weights="absent.pth"),
+        ]
         if os.geteuid() == 0:
             if shutil.which("setpriv") is None:
                 pytest.skip("running as root without setpriv: cannot make a folder read-only for this process")
             command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-        env = dict(os.environ, HOME=str(base), MPLCONFIGDIR=str(base), PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        env = dict(
+            os.environ,
+            HOME=str(base),
+            MPLCONFIGDIR=str(base),
+            PYTHONDONTWRITEBYTECODE="1",
+            PYTHONPATH=os.pathsep.join(
+                [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            ),
+        )
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=base, timeout=300)
         cannot_import = ("ModuleNotFoundError", "ImportError", "PermissionError: [Errno 13]")
         if os.geteuid() == 0 and result.returncode == 1 and any(e in result.stderr for e in cannot_import):
-            pytest.skip("user nobody cannot read this checkout or its environment: "
-                        + result.stderr.strip().splitlines()[-1])
+            pytest.skip(
+                "user nobody cannot read this checkout or its environment: " + result.stderr.strip().splitlines()[-1]
+            )
         assert result.returncode == 2, result.stderr[-2000:]
         last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: {readonly / 'seg.nii.gz'}: cannot be written: folder {readonly} is not writable")
+        assert last.startswith(
+            f"error: {readonly / 'seg.nii.gz'}: cannot be written: folder {readonly} is not writable"
+        )
         assert os.listdir(readonly) == []
     finally:
         os.chmod(base / "readonly", stat.S_IRWXU)
@@ -219,11 +263,16 @@ def test_folder_run_writes_every_case_with_statistics_and_resumes(assets, capsys
 
 def test_list_with_a_missing_path_reports_it_and_runs_the_others(assets, capsys):
     listing = assets / "cases.txt"
-    listing.write_text(f"# two scans and one that is gone\nscans/ct1.nii.gz\n\n{assets / 'gone.nii.gz'}\n"
-                       "scans/dicom_case\n")
+    listing.write_text(
+        f"# two scans and one that is gone\nscans/ct1.nii.gz\n\n{assets / 'gone.nii.gz'}\nscans/dicom_case\n"
+    )
     out = assets / "list_out"
-    assert predict.main(cli(assets, "--input", str(listing), "--output", str(out), "--format", "dicom-seg",
-                            opts=EVERYWHERE)) == 1
+    assert (
+        predict.main(
+            cli(assets, "--input", str(listing), "--output", str(out), "--format", "dicom-seg", opts=EVERYWHERE)
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert f"failed gone: {assets / 'gone.nii.gz'}: no such file or folder" in err
     assert "failed ct1: " in err and "is not a DICOM series; --format dicom-seg needs DICOM input" in err
@@ -232,8 +281,11 @@ def test_list_with_a_missing_path_reports_it_and_runs_the_others(assets, capsys)
 
 
 def _tiny_env(root: Path) -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1",
-                PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    )
 
 
 @pytest.mark.timeout(1200)  # three interpreters importing torch: minutes on a busy 2-core machine
@@ -243,12 +295,19 @@ def test_two_cpu_processes_write_every_case_exactly_once(assets, tmp_path):
     for i in range(4):
         write_image(scans / f"case{i}.nii.gz", organ_phantom(SHAPE, seed=i)[0], spacing_zyx=(3.0, 2.0, 2.0))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "s2vnet.predict", *cli(assets, "--input", str(scans), "--output", str(out),
-                                                             "--num-gpus", "2", "--statistics")]
+    command = [
+        sys.executable,
+        "-m",
+        "s2vnet.predict",
+        *cli(assets, "--input", str(scans), "--output", str(out), "--num-gpus", "2", "--statistics"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=_tiny_env(assets), timeout=1100)
     assert result.returncode == 0, result.stderr[-3000:]
-    wrote = [line.split("] wrote ")[1].split()[0] for line in (result.stdout + result.stderr).splitlines()
-             if "] wrote " in line]
+    wrote = [
+        line.split("] wrote ")[1].split()[0]
+        for line in (result.stdout + result.stderr).splitlines()
+        if "] wrote " in line
+    ]
     ranks = {line.split("]")[0] for line in (result.stdout + result.stderr).splitlines() if "] wrote " in line}
     assert sorted(wrote) == [f"case{i}" for i in range(4)] and ranks == {"[rank 0", "[rank 1"}
     assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"case{i}.nii.gz" for i in range(4)]
@@ -265,8 +324,14 @@ def test_ctrl_c_keeps_finished_cases_and_leaves_nothing_half_written(assets, tmp
     out = tmp_path / "out"
     command = [sys.executable, "-m", "s2vnet.predict", *cli(assets, "--input", str(scans), "--output", str(out))]
     # Ctrl-C as in a terminal: SIGINT with its default disposition (a background shell would have it ignored).
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_tiny_env(assets),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_tiny_env(assets),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob("c*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -1,4 +1,5 @@
 """Preprocessing: normalisation, orientation, in-plane resampling, label maps, prepare_volume."""
+
 from __future__ import annotations
 
 import itertools
@@ -319,8 +320,9 @@ def test_prepared_labels_return_to_the_input_grid(tmp_path, write_image, directi
     assert np.mean(back == label_map.encode(stored, "lbl")) >= 0.98
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("nan.mha", np.float32), ("nan.nii.gz", np.float32),
-                                              ("nan.nii", np.float64)])
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("nan.mha", np.float32), ("nan.nii.gz", np.float32), ("nan.nii", np.float64)]
+)
 def test_prepare_volume_rejects_nan(tmp_path, write_image, name, dtype):
     """MetaImage keeps NaN; ITK's NIfTI reader turns it into 0, so NIfTI bytes are scanned."""
     volume = np.zeros((3, 4, 5), dtype)

@@ -1,4 +1,5 @@
-"""Swin starting weights: training needs a file or an explicit "scratch", and every key layout loads through the config."""
+"""Swin starting weights: training needs a file or an explicit "scratch"; every key layout loads through the config."""
+
 from __future__ import annotations
 
 import re
@@ -57,11 +58,15 @@ def test_scratch_is_explicit_and_the_given_config_keeps_it():
     build_backbone(resolved)  # random initialisation, nothing read
 
 
-@pytest.mark.parametrize("cfg", [
-    swin_cfg(),  # inference: the checkpoint brings every weight
-    swin_cfg(weights="model_final.pth"),  # fine-tuning from a full S2VNet checkpoint
-    swin_cfg(backbone="build_resnet_backbone"),  # not a Swin
-], ids=["inference", "full-checkpoint", "resnet"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        swin_cfg(),  # inference: the checkpoint brings every weight
+        swin_cfg(weights="model_final.pth"),  # fine-tuning from a full S2VNet checkpoint
+        swin_cfg(backbone="build_resnet_backbone"),  # not a Swin
+    ],
+    ids=["inference", "full-checkpoint", "resnet"],
+)
 def test_no_pretrained_file_is_needed(cfg):
     training = cfg.MODEL.WEIGHTS != "" or cfg.MODEL.BACKBONE.NAME != "build_timm_swin_backbone"
     assert resolve_pretrained(cfg, training=training) is cfg
@@ -76,8 +81,10 @@ def source() -> dict[str, torch.Tensor]:
 
 def microsoft_layout(state: dict) -> dict:
     """Microsoft's original checkpoints keep each stage's patch merging at the end of the previous stage."""
-    return {re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k): v
-            for k, v in state.items()}
+    return {
+        re.sub(r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k): v
+        for k, v in state.items()
+    }
 
 
 def write_layout(layout: str, state: dict, folder) -> str:
@@ -87,8 +94,12 @@ def write_layout(layout: str, state: dict, folder) -> str:
         path = folder / "w.safetensors"
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
         return str(path)
-    wrapped = {"timm": state, "timm-model": {"model": state}, "timm-state_dict": {"state_dict": state, "epoch": 1},
-               "microsoft": {"model": microsoft_layout(state)}}[layout]
+    wrapped = {
+        "timm": state,
+        "timm-model": {"model": state},
+        "timm-state_dict": {"state_dict": state, "epoch": 1},
+        "microsoft": {"model": microsoft_layout(state)},
+    }[layout]
     torch.save(wrapped, folder / "w.pth")
     return str(folder / "w.pth")
 

@@ -1,4 +1,5 @@
 """The viewer's API with a tiny model: open, slices, auto, clicks, undo/reset, download with the geometry kept."""
+
 from __future__ import annotations
 
 import io
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from PIL import Image
-
-from s2vnet.serve.render import window_slice
-from s2vnet.data.clicks import Click
-from synthetic import REPO
 from serve_support import ORIGIN, RAS_DIRECTION, SPACING_ZYX, client, lps_array, tiny_predictor, write_scan
+from synthetic import REPO
+
+from s2vnet.data.clicks import Click
+from s2vnet.serve.render import window_slice
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,9 @@ def test_auto_clicks_undo_reset(api):
     undone = api.post(f"/api/sessions/{sid}/undo", json={}).json()
     assert undone["rounds"] == 0 and undone["clicks"] == []
     np.testing.assert_array_equal(_labels(api, sid, shape), auto_labels)
-    api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [click, {"class": 1, "positive": False, "display": [4, 5, 5]}]})
+    api.post(
+        f"/api/sessions/{sid}/clicks", json={"clicks": [click, {"class": 1, "positive": False, "display": [4, 5, 5]}]}
+    )
     assert api.post(f"/api/sessions/{sid}/reset", json={}).json()["rounds"] == 0
     np.testing.assert_array_equal(_labels(api, sid, shape), auto_labels)
 
@@ -142,8 +145,12 @@ def test_overlay_and_label_png(api):
     ids = np.asarray(Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/labels/2.png").content)))
     raw = np.frombuffer(api.get(f"/api/sessions/{sid}/labels/2.raw").content, np.uint8).reshape(ids.shape)
     np.testing.assert_array_equal(ids, raw)
-    shown = np.asarray(Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/overlay/2.png?window=400&level=40").content)))
-    hidden = np.asarray(Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/overlay/2.png?window=400&level=40&hide=1,2").content)))
+    shown = np.asarray(
+        Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/overlay/2.png?window=400&level=40").content))
+    )
+    hidden = np.asarray(
+        Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/overlay/2.png?window=400&level=40&hide=1,2").content))
+    )
     grey = np.asarray(Image.open(io.BytesIO(api.get(f"/api/sessions/{sid}/slices/2.png?window=400&level=40").content)))
     assert shown.shape == ids.shape + (3,)
     np.testing.assert_array_equal(hidden, np.repeat(grey[..., None], 3, axis=2))  # all hidden: the plain slice
@@ -159,16 +166,20 @@ def test_uploads_nifti_nrrd_and_zipped_dicom(api, tmp_path, demo_reference_files
     nrrd = tmp_path / "scan.nrrd"
     sitk.WriteImage(sitk.ReadImage(str(write_scan(tmp_path / "x.nii.gz"))), str(nrrd))
     for name, data in [("ct.nii.gz", (tmp_path / "x.nii.gz").read_bytes()), ("scan.nrrd", nrrd.read_bytes())]:
-        response = api.post(f"/api/sessions/upload?name={name}", content=data,
-                            headers={"Content-Type": "application/octet-stream"})
+        response = api.post(
+            f"/api/sessions/upload?name={name}", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
         assert response.status_code == 201, response.text
         assert response.json()["shape"] == [6, 48, 40] and response.json()["name"] == name
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for f in sorted((demo_reference_files / "example_ct_dicom").iterdir()):
             archive.write(f, f"series/{f.name}")
-    response = api.post("/api/sessions/upload?name=ct_dicom.zip", content=buffer.getvalue(),
-                        headers={"Content-Type": "application/octet-stream"})
+    response = api.post(
+        "/api/sessions/upload?name=ct_dicom.zip",
+        content=buffer.getvalue(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["shape"] == [20, 512, 512]
 
@@ -200,5 +211,16 @@ def test_cli_refuses_a_missing_data_root_before_loading_the_model(capsys, tmp_pa
     from s2vnet.serve.cli import main
 
     with pytest.raises(SystemExit) as info:
-        main(["--config-file", "unused.yaml", "--weights", "unused.pth", "--port", "0", "--data-root", str(tmp_path / "none")])
+        main(
+            [
+                "--config-file",
+                "unused.yaml",
+                "--weights",
+                "unused.pth",
+                "--port",
+                "0",
+                "--data-root",
+                str(tmp_path / "none"),
+            ]
+        )
     assert info.value.code == 2 and "--data-root is not a folder" in capsys.readouterr().err

@@ -7,6 +7,7 @@ the page draws it. Screenshots go to ``$S2VNET_SCREENSHOTS`` (default: the test'
 Skips, with the reason shown, only when no browser is installed; ``S2VNET_REQUIRE_BROWSER=1`` (set by
 ``.ci/run``, which installs Chromium) turns the skip into a failure.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,14 +19,20 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from PIL import Image
+from serve_support import tiny_predictor, write_scan
 
 from s2vnet.serve.app import create_app
 from s2vnet.serve.background import BackgroundServer
-from serve_support import tiny_predictor, write_scan
 
 CHROMIUM = Path(os.environ.get("S2VNET_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _browser_or_skip():
@@ -97,7 +104,10 @@ def test_click_and_refine_in_chromium(playwright_api, server, tmp_path):
         page.select_option("#scan-select", "ct512.nii.gz")
         page.click("#open-scan")
         _wait(page, "window.s2v && window.s2v.session && " + IDLE_AND_DRAWN)
-        assert page.evaluate("[document.getElementById('view').width, document.getElementById('view').height]") == [512, 512]
+        assert page.evaluate("[document.getElementById('view').width, document.getElementById('view').height]") == [
+            512,
+            512,
+        ]
         plain = _canvas(page)
 
         page.click("#auto-btn")  # progress: the bar fills while the server reports decoder steps
@@ -139,7 +149,6 @@ def test_click_and_refine_in_chromium(playwright_api, server, tmp_path):
         assert problems == [], problems  # no console errors, no CSP violations
         browser.close()
     assert Image.open(shots / "viewer_after_click.png").size == (1400, 900)
-
 
 
 def test_dicom_seg_download_in_chromium(playwright_api, tmp_path):

@@ -1,4 +1,5 @@
 """The viewer's DICOM-SEG download: offered for sessions opened from a DICOM series, next to the NIfTI one."""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,9 @@ def predictor():
 @pytest.fixture
 def root(tmp_path):
     data = tmp_path / "data"
-    write_ct_series(data / "dicom case", organ_phantom((6, 48, 40))[0], spacing_zyx=(2.0, 0.8, 0.7),
-                    orientation=(1, 0, 0, 0, -1, 0))
+    write_ct_series(
+        data / "dicom case", organ_phantom((6, 48, 40))[0], spacing_zyx=(2.0, 0.8, 0.7), orientation=(1, 0, 0, 0, -1, 0)
+    )
     write_scan(data / "ct.nii.gz")
     return data
 

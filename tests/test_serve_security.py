@@ -1,4 +1,5 @@
 """Each security rule of the viewer, with a request that must be refused (and what the refusal looks like)."""
+
 from __future__ import annotations
 
 import io
@@ -11,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from serve_support import api, client, predictor, root, tiny_predictor, write_scan  # noqa: F401 (fixtures)
+from synthetic import REPO
 
 from s2vnet.serve.cli import _is_loopback, _parser
 from s2vnet.serve.session import SessionStore
-from serve_support import api, client, predictor, root, tiny_predictor, write_scan  # noqa: F401 (fixtures)
-from synthetic import REPO
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -118,8 +119,11 @@ def test_upload_size_limit(root, tmp_path):
     with client(predictor, root) as api:
         _refused(_upload(api, "big.nii", data), 413, r"is 2\d\.\d kB; the limit is 10\.2 kB")
         # Without a Content-Length (chunked), the limit is enforced while streaming.
-        _refused(api.post("/api/sessions/upload?name=big.nii", content=iter([data[:8000], data[8000:]]), headers=OCTET),
-                 413, "exceeds the limit")
+        _refused(
+            api.post("/api/sessions/upload?name=big.nii", content=iter([data[:8000], data[8000:]]), headers=OCTET),
+            413,
+            "exceeds the limit",
+        )
         assert _work_files(api) == []  # nothing half-written is left
 
 
@@ -131,7 +135,9 @@ def test_upload_type_is_checked_by_name_and_content(api, root):
     _refused(_upload(api, "scan.nrrd", nifti), 400, "not an NRRD")
     _refused(_upload(api, "scan.zip", nifti), 400, "not a zip")
     _refused(_upload(api, "..%2Fscan.nii.gz", nifti), 400, "plain file name")
-    _refused(_upload(api, "scan.nii.gz", nifti, headers={"Content-Type": "text/plain"}), 415, "application/octet-stream")
+    _refused(
+        _upload(api, "scan.nii.gz", nifti, headers={"Content-Type": "text/plain"}), 415, "application/octet-stream"
+    )
     assert _work_files(api) == []
 
 
@@ -147,14 +153,17 @@ def _zip(members: list[tuple], **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("members, pattern", [
-    ([("../../evil.dcm", b"x")], r"'\.\.' in its path"),
-    ([("/etc/cron.d/evil", b"x")], "absolute path"),
-    ([("C:/evil.dcm", b"x")], "absolute path"),
-    ([("link.dcm", b"/etc/passwd", stat.S_IFLNK | 0o777)], "symbolic link"),
-    ([("bomb.dcm", b"\0" * (20 * 2**20))], "decompression bomb"),
-    ([], "empty"),
-])
+@pytest.mark.parametrize(
+    "members, pattern",
+    [
+        ([("../../evil.dcm", b"x")], r"'\.\.' in its path"),
+        ([("/etc/cron.d/evil", b"x")], "absolute path"),
+        ([("C:/evil.dcm", b"x")], "absolute path"),
+        ([("link.dcm", b"/etc/passwd", stat.S_IFLNK | 0o777)], "symbolic link"),
+        ([("bomb.dcm", b"\0" * (20 * 2**20))], "decompression bomb"),
+        ([], "empty"),
+    ],
+)
 def test_zip_members_are_checked_before_extraction(api, members, pattern):
     _refused(_upload(api, "series.zip", _zip(members)), 400, pattern)
     assert _work_files(api) == []
@@ -165,7 +174,9 @@ def test_zip_member_count_and_total_size_limits(root):
     with client(predictor, root) as api:
         _refused(_upload(api, "s.zip", _zip([(f"{i}.dcm", b"x") for i in range(4)])), 400, "holds 4 files .limit 3")
         random = np.random.default_rng(0).bytes(600_000)  # incompressible: passes the ratio rule
-        _refused(_upload(api, "s.zip", _zip([("a.dcm", random), ("b.dcm", random)])), 400, "expands to 1 MB .limit 1 MB")
+        _refused(
+            _upload(api, "s.zip", _zip([("a.dcm", random), ("b.dcm", random)])), 400, "expands to 1 MB .limit 1 MB"
+        )
 
 
 def test_zip_without_dicom_is_a_clear_error(api):
@@ -202,10 +213,26 @@ def test_errors_are_json_without_traceback(api, monkeypatch):
     sid = _open(api, "ct.nii.gz").json()["id"]
     _refused(api.get("/no/such/page"), 404, "Not Found")
     _refused(api.delete("/api/info"), 405, "Method Not Allowed")
-    _refused(api.post("/api/sessions", content=b"{not json", headers={"Content-Type": "application/json"}), 400, "not valid JSON")
-    _refused(api.post("/api/sessions", content=b'{"path": "ct.nii.gz"}', headers={"Content-Type": "text/plain"}), 415, "application/json")
-    _refused(api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [{"class": "liver", "display": [0, 0, 0]}]}), 400, "unknown class name 'liver'")
-    _refused(api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [{"class": 1, "display": [6, 0, 0]}]}), 400, "outside the volume")
+    _refused(
+        api.post("/api/sessions", content=b"{not json", headers={"Content-Type": "application/json"}),
+        400,
+        "not valid JSON",
+    )
+    _refused(
+        api.post("/api/sessions", content=b'{"path": "ct.nii.gz"}', headers={"Content-Type": "text/plain"}),
+        415,
+        "application/json",
+    )
+    _refused(
+        api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [{"class": "liver", "display": [0, 0, 0]}]}),
+        400,
+        "unknown class name 'liver'",
+    )
+    _refused(
+        api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [{"class": 1, "display": [6, 0, 0]}]}),
+        400,
+        "outside the volume",
+    )
     _refused(api.get(f"/api/sessions/{sid}/slices/99.png"), 400, "outside the volume")
     _refused(api.get(f"/api/sessions/{sid}/slices/1.png?window=-5"), 400, "'window' must be positive")
     _refused(api.get(f"/api/sessions/{sid}/segmentation.nii.gz"), 409, "run the automatic segmentation first")
@@ -228,7 +255,9 @@ def test_static_files_cannot_be_escaped(api):
 
 def test_sessions_are_isolated(api, root):
     a = _open(api, "ct.nii.gz").json()
-    b = api.post("/api/sessions/upload?name=mine.nii.gz", content=(root / "ct.nii.gz").read_bytes(), headers=OCTET).json()
+    b = api.post(
+        "/api/sessions/upload?name=mine.nii.gz", content=(root / "ct.nii.gz").read_bytes(), headers=OCTET
+    ).json()
     assert a["id"] != b["id"] and re.fullmatch(r"[A-Za-z0-9_-]{43}", a["id"])
     api.post(f"/api/sessions/{a['id']}/clicks", json={"clicks": [{"class": 2, "display": [2, 30, 12]}]})
     assert api.get(f"/api/sessions/{b['id']}").json()["segmented"] is False  # A's work is not B's

@@ -1,4 +1,5 @@
 """The slice cache equals the preprocessed source, is reused when fresh and rebuilt when stale."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 from synthetic import TempDatasets, make_cases, organ_phantom, write_image
 
 from s2vnet.data.datasets.register import label_map_for
-from s2vnet.data.preprocess import PreprocessSettings, prepare_volume
 from s2vnet.data.normalization import IntensitySettings
+from s2vnet.data.preprocess import PreprocessSettings, prepare_volume
 from s2vnet.data.slice_cache import SliceCache, class_presence, load_cached_slices
 from s2vnet.errors import InputError
 

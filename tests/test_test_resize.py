@@ -1,4 +1,5 @@
-"""INPUT.VOLUME.TEST_RESIZE: inference resizes every slice to the training size and labels come back on the input grid."""
+"""INPUT.VOLUME.TEST_RESIZE: inference resizes each slice to the training size; labels come back on the input grid."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """train_net.py end to end on the CPU: a few iterations, checkpoint, resume, two gloo processes, errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,14 +15,32 @@ from detectron2.evaluation import DatasetEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/demo/s2vnet_r18_demo.yaml"
-SMALL = ["INPUT.VOLUME.CROP_SIZE", "(64, 64)", "SOLVER.IMS_PER_BATCH", "2", "MODEL.S2VNET.TRAIN_NUM_POINTS", "512",
-         "MODEL.S2VNET.CENTROIDS_PER_CLASS", "2"]
+SMALL = [
+    "INPUT.VOLUME.CROP_SIZE",
+    "(64, 64)",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "MODEL.S2VNET.TRAIN_NUM_POINTS",
+    "512",
+    "MODEL.S2VNET.CENTROIDS_PER_CLASS",
+    "2",
+]
 
 
 def run_train(tmp_path: Path, demo_root: Path, *args: str, threads: int = 2) -> subprocess.CompletedProcess:
     env = dict(os.environ, S2VNET_DEMO_DATA=str(demo_root), OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, str(REPO / "train_net.py"), "--config-file", str(DEMO_CONFIG),
-           *args, "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), *SMALL]
+    cmd = [
+        sys.executable,
+        str(REPO / "train_net.py"),
+        "--config-file",
+        str(DEMO_CONFIG),
+        *args,
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+        "INPUT.VOLUME.CACHE_DIR",
+        str(tmp_path / "cache"),
+        *SMALL,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
 
@@ -45,7 +64,9 @@ def demo_root(demo_reference_files) -> Path:
 
 
 def test_trains_checkpoints_and_resumes(tmp_path, demo_root):
-    first = run_train(tmp_path, demo_root, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()")
+    first = run_train(
+        tmp_path, demo_root, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     out = tmp_path / "out"
     assert (out / "model_final.pth").exists() and (out / "model_0000001.pth").exists()
@@ -53,8 +74,9 @@ def test_trains_checkpoints_and_resumes(tmp_path, demo_root):
     assert iterations(out)[-1] == 3
     assert list(out.glob("events.out.tfevents.*"))  # TensorBoard metrics
 
-    second = run_train(tmp_path, demo_root, "--resume", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2",
-                       "DATASETS.TEST", "()")
+    second = run_train(
+        tmp_path, demo_root, "--resume", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.TEST", "()"
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Starting training from iteration 4" in (out / "log.txt").read_text()
     assert iterations(out)[-1] == 5
@@ -74,14 +96,24 @@ def test_training_ends_with_evaluation_and_eval_only_reproduces_it(tmp_path, dem
     assert trained.returncode == 0, trained.stderr[-3000:]
     folder = tmp_path / "out" / "inference" / "demo_ct_test"
     after_training = json.loads((folder / "metrics.json").read_text())
-    assert {"automatic", "interactive"} <= set(after_training) and after_training["interactive"]["paper"]["clicks"] == [1, 2]
+    assert {"automatic", "interactive"} <= set(after_training) and after_training["interactive"]["paper"]["clicks"] == [
+        1,
+        2,
+    ]
     assert after_training["interactive"]["cvpr25"]["clicks"] == [1, 2, 3, 4, 5]
-    for name in ("per_case.csv", "dice_vs_clicks.png", "example_ct_dicom_automatic.nii.gz", "example_ct_dicom_paper_clicks2.nii.gz",
-                 "example_ct_dicom_cvpr25_clicks5.nii.gz",
-                 "example_ct_dicom_montage.png"):
+    for name in (
+        "per_case.csv",
+        "dice_vs_clicks.png",
+        "example_ct_dicom_automatic.nii.gz",
+        "example_ct_dicom_paper_clicks2.nii.gz",
+        "example_ct_dicom_cvpr25_clicks5.nii.gz",
+        "example_ct_dicom_montage.png",
+    ):
         assert (folder / name).exists(), name
     (folder / "metrics.json").unlink()
-    again = run_train(tmp_path, demo_root, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "out" / "model_final.pth"), *quick)
+    again = run_train(
+        tmp_path, demo_root, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "out" / "model_final.pth"), *quick
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((folder / "metrics.json").read_text()) == after_training
 
@@ -101,8 +133,9 @@ def test_class_count_mismatch_is_a_one_line_error(tmp_path, demo_root):
 
 def test_reference_world_size_rescales_the_schedule(tmp_path, demo_root):
     """REFERENCE_WORLD_SIZE 2 on one process: half the batch, twice the iterations (auto_scale_workers)."""
-    result = run_train(tmp_path, demo_root, "SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.MAX_ITER", "2",
-                       "DATASETS.TEST", "()")
+    result = run_train(
+        tmp_path, demo_root, "SOLVER.REFERENCE_WORLD_SIZE", "2", "SOLVER.MAX_ITER", "2", "DATASETS.TEST", "()"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Auto-scaling the config to batch_size=1" in (tmp_path / "out" / "log.txt").read_text()
     assert iterations(tmp_path / "out")[-1] == 3
@@ -126,8 +159,17 @@ def test_find_unused_parameters_and_amp_reach_the_two_process_trainer(tmp_path, 
 
     monkeypatch.setenv("S2VNET_DEMO_DATA", str(demo_root))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    opts = ["MODEL.S2VNET.FIND_UNUSED_PARAMETERS", "False", "SOLVER.AMP.ENABLED", "True",
-            "OUTPUT_DIR", str(tmp_path / "out"), "INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), *SMALL]
+    opts = [
+        "MODEL.S2VNET.FIND_UNUSED_PARAMETERS",
+        "False",
+        "SOLVER.AMP.ENABLED",
+        "True",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+        "INPUT.VOLUME.CACHE_DIR",
+        str(tmp_path / "cache"),
+        *SMALL,
+    ]
     launch(check_trainer_ddp, 2, dist_url="auto", args=(opts,))  # a failed check in a worker raises here
 
 
@@ -152,8 +194,18 @@ def test_test_runs_the_given_evaluators(tmp_path, demo_root, monkeypatch):
 
     monkeypatch.setenv("S2VNET_DEMO_DATA", str(demo_root))
     trainer_cls = load_train_net().Trainer
-    cfg = setup_cfg(str(DEMO_CONFIG), ["TEST.S2VNET.MODE", "automatic", "TEST.S2VNET.SAVE_PREDICTIONS", "False",
-                                       "OUTPUT_DIR", str(tmp_path / "out"), *SMALL])
+    cfg = setup_cfg(
+        str(DEMO_CONFIG),
+        [
+            "TEST.S2VNET.MODE",
+            "automatic",
+            "TEST.S2VNET.SAVE_PREDICTIONS",
+            "False",
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            *SMALL,
+        ],
+    )
     model = trainer_cls.build_model(cfg)
     recording = RecordingEvaluator()
     with pytest.raises(ValueError, match="2 evaluators for 1 datasets"):

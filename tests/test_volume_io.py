@@ -1,4 +1,5 @@
 """Reading and writing volumes with their geometry (s2vnet/data/volume_io.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -360,7 +361,9 @@ def test_several_dicom_series_strict_names_them_and_says_how_to_choose(tmp_path)
         read_volume(folder, strict_series=True)
     message = str(info.value)
     assert message.startswith(f"{folder}: holds 2 DICOM series")
-    assert "1.2.826.0.1.3680043.2.1125.1.2 (2 files)" in message and "1.2.826.0.1.3680043.2.1125.2.2 (4 files)" in message
+    assert (
+        "1.2.826.0.1.3680043.2.1125.1.2 (2 files)" in message and "1.2.826.0.1.3680043.2.1125.2.2 (4 files)" in message
+    )
     assert "--dicom-series UID" in message and "\n" not in message
 
 
@@ -369,7 +372,9 @@ def test_dicom_series_uid_chooses_one(tmp_path):
     folder = tmp_path / "series"
     _write_dicom_series(folder, small, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), series_number=1)
     _write_dicom_series(folder, _int16_volume((4, 5, 6)), (2.5, 0.7, 0.9), (-10.0, 20.0, 30.0), series_number=2)
-    np.testing.assert_array_equal(read_volume(folder, series_uid="1.2.826.0.1.3680043.2.1125.1.2", strict_series=True).array, small)
+    np.testing.assert_array_equal(
+        read_volume(folder, series_uid="1.2.826.0.1.3680043.2.1125.1.2", strict_series=True).array, small
+    )
     with pytest.raises(InputError, match="holds no DICOM series 9.9"):
         read_volume(folder, series_uid="9.9")
     assert holds_dicom(folder) and not holds_dicom(tmp_path)

@@ -1,4 +1,5 @@
 """Output formats (s2vnet/inference/writers.py, dicom_seg.py) read back with highdicom, pydicom and slicerio."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,9 @@ def series(tmp_path_factory):
     """A synthetic CT series and a label map on its grid with classes 1..3 present."""
     folder = tmp_path_factory.mktemp("writers")
     hu, phantom = organ_phantom(SHAPE)
-    write_ct_series(folder / "ct", hu, spacing_zyx=(2.5, 0.8, 0.7), origin_xyz=(-20.0, 15.0, 40.0),
-                    orientation=ORIENTATION)
+    write_ct_series(
+        folder / "ct", hu, spacing_zyx=(2.5, 0.8, 0.7), origin_xyz=(-20.0, 15.0, 40.0), orientation=ORIENTATION
+    )
     volume = read_volume(folder / "ct")
     labels = phantom.copy()
     labels[5:, :6, :6] = 3
@@ -67,15 +69,28 @@ def test_classes_without_a_standard_code_get_the_explicit_private_fallback():
     for name in ("portal_and_splenic_vein", "prostate_uterus", "my tumour"):
         code = anatomy_code(name)
         assert not code.standard and code.type.scheme == PRIVATE_SCHEME and code.type.meaning == name
-    assert anatomy_code("Right-Kidney").type.value == "64033007" and anatomy_code("Right-Kidney").modifier.meaning == "Right"
+    assert (
+        anatomy_code("Right-Kidney").type.value == "64033007"
+        and anatomy_code("Right-Kidney").modifier.meaning == "Right"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- format table
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("a.nii.gz", "nifti"), ("A.NII", "nifti"), ("a.nrrd", "nrrd"),
-                                           ("a.seg.nrrd", "slicer"), ("A.SEG.NRRD", "slicer"), ("a.mha", "mha"),
-                                           ("a.seg.dcm", "dicom-seg"), ("SEG.DCM", "dicom-seg")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.nii.gz", "nifti"),
+        ("A.NII", "nifti"),
+        ("a.nrrd", "nrrd"),
+        ("a.seg.nrrd", "slicer"),
+        ("A.SEG.NRRD", "slicer"),
+        ("a.mha", "mha"),
+        ("a.seg.dcm", "dicom-seg"),
+        ("SEG.DCM", "dicom-seg"),
+    ],
+)
 def test_format_from_suffix_longest_match_any_case(name, fmt):
     assert format_of_path(Path(name)).name == fmt
     assert resolve_format(Path(name), None, is_file=True).name == fmt
@@ -111,8 +126,10 @@ def test_dicom_seg_reads_back_equal_to_the_nifti_voxel_for_voxel(series):
 def test_dicom_seg_frames_lie_on_their_source_slices_and_reference_the_series(series):
     folder, result = series
     seg = pydicom.dcmread(_write(folder, result, "frames.seg.dcm", "dicom-seg"))
-    sources = {s.SOPInstanceUID: s for s in (pydicom.dcmread(f, stop_before_pixels=True)
-                                             for f in choose_series(folder / "ct").files)}
+    sources = {
+        s.SOPInstanceUID: s
+        for s in (pydicom.dcmread(f, stop_before_pixels=True) for f in choose_series(folder / "ct").files)
+    }
     assert len(seg.PerFrameFunctionalGroupsSequence) == int(seg.NumberOfFrames) > 0
     for frame in seg.PerFrameFunctionalGroupsSequence:
         source = sources[frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
@@ -121,13 +138,16 @@ def test_dicom_seg_frames_lie_on_their_source_slices_and_reference_the_series(se
     assert seg.StudyInstanceUID == first.StudyInstanceUID and seg.FrameOfReferenceUID == first.FrameOfReferenceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
     assert seg.SeriesInstanceUID != first.SeriesInstanceUID and seg.PatientID == first.PatientID
-    np.testing.assert_allclose(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
-                               .ImageOrientationPatient, ORIENTATION)
+    np.testing.assert_allclose(
+        seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient, ORIENTATION
+    )
 
 
 def test_dicom_seg_segments_carry_codes_colours_and_laterality(series):
     folder, result = series
-    items = {i.SegmentLabel: i for i in pydicom.dcmread(_write(folder, result, "codes.dcm", "dicom-seg")).SegmentSequence}
+    items = {
+        i.SegmentLabel: i for i in pydicom.dcmread(_write(folder, result, "codes.dcm", "dicom-seg")).SegmentSequence
+    }
     liver, kidney, veins = items["liver"], items["right_kidney"], items["portal_and_splenic_vein"]
     assert liver.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
     assert liver.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"

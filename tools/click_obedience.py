@@ -10,6 +10,7 @@ click when its voxel no longer does. Prints one row per protocol and class: clic
 negatives (counts and %). A model whose clicks are not obeyed on the clicked voxel itself cannot improve by
 clicking, whatever the protocol.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,14 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     names = MetadataCatalog.get(args.dataset).stuff_classes
     totals = {p.name: Counter() for p, _ in evaluation_plan(test)}
     for record in DatasetCatalog.get(args.dataset):
-        prepared = prepare_volume(record["file_name"], record["modality"], predictor.settings,
-                                  record["sem_seg_file_name"], label_map_for(args.dataset))
+        prepared = prepare_volume(
+            record["file_name"],
+            record["modality"],
+            predictor.settings,
+            record["sem_seg_file_name"],
+            label_map_for(args.dataset),
+        )
         features = engine.encode(prepared.image)
         start = engine.start(features)
         auto = engine.labels(start.fused, features.image_hw, features.padded_hw)
         for protocol, rounds in evaluation_plan(test):
             rng = protocol_rng(test.CLICK_SEED, record["case_id"], protocol.name)
-            totals[protocol.name] += obedience(run_protocol(engine, features, start, auto, prepared, protocol, rounds, rng))
+            totals[protocol.name] += obedience(
+                run_protocol(engine, features, start, auto, prepared, protocol, rounds, rng)
+            )
     print("| protocol | class | positive clicks obeyed | negative clicks obeyed |")
     print("|---|---|---|---|")
     for name, counts in totals.items():

@@ -9,6 +9,7 @@ then per click protocol the mean DSC after each click step and the protocol's he
 writes ``P.md`` and ``P.png`` (one panel per protocol, one curve per run); ``--per-class`` adds, per protocol,
 each class's DSC after the first and the last click step.
 """
+
 from __future__ import annotations
 
 import argparse

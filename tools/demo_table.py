@@ -7,6 +7,7 @@ First table: automatic DSC / HD95 / NSD per class, and the DSC after each reques
 of one click protocol. Second table: each protocol's own scores (paper: NoC@85/90 by 3D Dice; cvpr25: the
 challenge's DSC_AUC, NSD_AUC, final DSC and NSD).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,8 @@ def table(summary: dict, clicks: list[int], protocol: str = "paper") -> str:
     per_click = summary.get("interactive", {}).get(protocol, {}).get("per_click", {})
     available = [k for k in clicks if str(k) in per_click]
     head = ["class", "auto DSC", "auto HD95 (mm)", "auto NSD"] + [
-        f"{protocol} DSC {k} click{'s' if k > 1 else ''}" for k in available]
+        f"{protocol} DSC {k} click{'s' if k > 1 else ''}" for k in available
+    ]
     lines = [_row(head), "|" + "---|" * len(head)]
     names = list(auto) or (list(per_click[str(available[0])]["per_class"]) if available else [])
     for name in names + ["mean"]:
@@ -47,8 +49,11 @@ def table(summary: dict, clicks: list[int], protocol: str = "paper") -> str:
 
 def scores_table(summary: dict) -> str:
     """Markdown table, one row per click protocol in metrics.json with its scores ("" when there is none)."""
-    rows = [(name, CLICK_PROTOCOLS[name], inter) for name, inter in summary.get("interactive", {}).items()
-            if name in CLICK_PROTOCOLS]
+    rows = [
+        (name, CLICK_PROTOCOLS[name], inter)
+        for name, inter in summary.get("interactive", {}).items()
+        if name in CLICK_PROTOCOLS
+    ]
     if not rows:
         return ""
     lines = [_row(["protocol", "clicks per class", "scores"]), "|---|---|---|"]
@@ -63,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("metrics", type=Path, help="metrics.json written by the evaluation")
     parser.add_argument("--clicks", type=int, nargs="*", default=[1, 5])
-    parser.add_argument("--protocol", choices=list(CLICK_PROTOCOLS), default="paper",
-                        help="click protocol of the per-class DSC columns")
+    parser.add_argument(
+        "--protocol", choices=list(CLICK_PROTOCOLS), default="paper", help="click protocol of the per-class DSC columns"
+    )
     parser.add_argument("--save", type=Path, default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     try:

@@ -16,6 +16,7 @@ Detectron2 publishes no wheels on PyPI. Three ways in, tried in this order:
 
 Usage: ``python tools/install_detectron2.py [--from PATH] [--cache-dir DIR]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,19 @@ def download_registry_wheel(cache_dir: Path) -> Path:
     if not target.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             "--python-version", "3.10", "--dest", str(cache_dir), "sal-detectron2==0.7.2"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.10",
+                "--dest",
+                str(cache_dir),
+                "sal-detectron2==0.7.2",
+            ],
             check=True,
         )
     actual = sha256_of(target)

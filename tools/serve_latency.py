@@ -11,6 +11,7 @@ Playwright: opens the scan, runs the automatic segmentation, then makes ``--clic
 latency (mouse event -> new overlay drawn, ``window.s2v.lastLatencyMs``) and the server's time for the round.
 Writes ``--json`` (default ``output/serve_latency.json``) and the screenshot after the first click.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ from pathlib import Path
 
 from s2vnet.errors import InputError, cli_errors
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DRAWN = "document.body.dataset.busy === '0' && window.s2v.overlayVersion === window.s2v.session.version"
 
 
@@ -39,15 +46,22 @@ def _click(page, session: dict, z: int, row: int, col: int, button: str = "left"
     """Go to slice ``z``, click display pixel (row, col), wait for the redrawn overlay; latency and server time."""
     rounds = session["rounds"]
     page.locator("#slice-slider").evaluate(
-        "(el, z) => { el.value = z; el.dispatchEvent(new Event('input', {bubbles: true})); }", z)
+        "(el, z) => { el.value = z; el.dispatchEvent(new Event('input', {bubbles: true})); }", z
+    )
     _wait(page, f"document.getElementById('slice-label').textContent.startsWith('slice {z + 1} ')")
     box = page.locator("#view").bounding_box()
     shape = session["shape"]
-    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / shape[2], box["y"] + (row + 0.5) * box["height"] / shape[1],
-                     button=button)
+    page.mouse.click(
+        box["x"] + (col + 0.5) * box["width"] / shape[2],
+        box["y"] + (row + 0.5) * box["height"] / shape[1],
+        button=button,
+    )
     _wait(page, f"window.s2v.session.rounds === {rounds + 1} && " + DRAWN)
-    return {"slice": z, "latency_ms": page.evaluate("window.s2v.lastLatencyMs"),
-            "server_s": page.evaluate("window.s2v.session.seconds")}
+    return {
+        "slice": z,
+        "latency_ms": page.evaluate("window.s2v.lastLatencyMs"),
+        "server_s": page.evaluate("window.s2v.session.seconds"),
+    }
 
 
 def measure(url: str, args) -> dict:
@@ -67,12 +81,18 @@ def measure(url: str, args) -> dict:
         _wait(page, "window.s2v.session.segmented && " + DRAWN)
         auto_s = time.perf_counter() - started
         session = page.evaluate("window.s2v.session")
-        class_id = next(c["id"] for c in page.evaluate("fetch('api/info').then(r => r.json())")["classes"]
-                        if c["name"] == args.class_name)
+        class_id = next(
+            c["id"]
+            for c in page.evaluate("fetch('api/info').then(r => r.json())")["classes"]
+            if c["name"] == args.class_name
+        )
         page.click(f"#cls-active-{class_id}")
         if not all(0 <= v < n for v, n in zip(args.at, session["shape"][1:])):
-            raise InputError(args.scan, f"--at {args.at[0]} {args.at[1]} lies outside its slices "
-                                        f"({session['shape'][1]} x {session['shape'][2]} pixels)")
+            raise InputError(
+                args.scan,
+                f"--at {args.at[0]} {args.at[1]} lies outside its slices "
+                f"({session['shape'][1]} x {session['shape'][2]} pixels)",
+            )
         first = args.first_slice if args.first_slice >= 0 else session["shape"][0] // 2
         clicks = []
         for i in range(args.clicks):
@@ -83,8 +103,14 @@ def measure(url: str, args) -> dict:
                 page.screenshot(path=args.screenshot)
         browser.close()
     latencies = [c["latency_ms"] for c in clicks]
-    return {"scan": args.scan, "shape": session["shape"], "auto_s_in_browser": round(auto_s, 3), "clicks": clicks,
-            "latency_ms_median": statistics.median(latencies), "latency_ms_max": max(latencies)}
+    return {
+        "scan": args.scan,
+        "shape": session["shape"],
+        "auto_s_in_browser": round(auto_s, 3),
+        "clicks": clicks,
+        "latency_ms_median": statistics.median(latencies),
+        "latency_ms_max": max(latencies),
+    }
 
 
 @cli_errors
@@ -117,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).write_text(json.dumps(result, indent=1))
     for c in result["clicks"]:
         print(f"slice {c['slice']:3d}: click -> overlay {c['latency_ms']:7.0f} ms (server round {c['server_s']:.3f} s)")
-    print(f"median {result['latency_ms_median']:.0f} ms, max {result['latency_ms_max']:.0f} ms over {len(result['clicks'])} "
-          f"clicks; automatic segmentation {result['auto_s_in_browser']:.2f} s; wrote {args.json}")
+    print(
+        f"median {result['latency_ms_median']:.0f} ms, max {result['latency_ms_max']:.0f} ms "
+        f"over {len(result['clicks'])} clicks; automatic segmentation {result['auto_s_in_browser']:.2f} s; "
+        f"wrote {args.json}"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@
 LSJ/flip, class colours, clicks: circle = positive, cross = negative, padding tinted blue).
 ``--source annotation``: evenly spaced full slices of each cached volume with their labels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ def dataloader_panels(clip: dict) -> list[dict]:
     for z, s in zip(clip["slice_indices"], clip["slices"]):
         c = s["clicks"]
         clicks = (c["coords"].numpy(), c["classes"].numpy(), c["positive"].numpy()) if len(c["coords"]) else None
-        panels.append({"image": s["image"][0].numpy(), "label": s["sem_seg"].numpy(), "title": f"z = {z}", "clicks": clicks})
+        panels.append(
+            {"image": s["image"][0].numpy(), "label": s["sem_seg"].numpy(), "title": f"z = {z}", "clicks": clicks}
+        )
     return panels
 
 
@@ -38,8 +41,14 @@ def annotation_panels(record: dict, count: int) -> list[dict]:
     arrays = load_cached_slices(record["cache"])
     depth = arrays["image"].shape[0]
     zs = np.unique(np.linspace(0, depth - 1, count + 2)[1:-1].round().astype(int))
-    return [{"image": np.asarray(arrays["image"][z]), "label": np.asarray(arrays["label"][z]), "title": f"z = {z} / {depth}"}
-            for z in zs]
+    return [
+        {
+            "image": np.asarray(arrays["image"][z]),
+            "label": np.asarray(arrays["label"][z]),
+            "title": f"z = {z} / {depth}",
+        }
+        for z in zs
+    ]
 
 
 @cli_errors
@@ -48,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-file", default="")
     parser.add_argument("--dataset", required=True, help="a registered dataset name")
     parser.add_argument("--source", choices=("dataloader", "annotation"), default="dataloader")
-    parser.add_argument("--num", type=int, default=4, help="clips per case (dataloader) or slices per case (annotation)")
+    parser.add_argument(
+        "--num", type=int, default=4, help="clips per case (dataloader) or slices per case (annotation)"
+    )
     parser.add_argument("--output-dir", default="output/visualize")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
@@ -64,15 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     written = 0
     for record in tqdm(cached_dataset_dicts(cfg, [args.dataset]), desc="visualize", unit="case"):
         if args.source == "annotation":
-            save_panel(str(out / f"{args.dataset}_{record['case_id']}_annotation.png"),
-                       annotation_panels(record, args.num), names, f"{args.dataset} / {record['case_id']} (cached labels)")
+            save_panel(
+                str(out / f"{args.dataset}_{record['case_id']}_annotation.png"),
+                annotation_panels(record, args.num),
+                names,
+                f"{args.dataset} / {record['case_id']} (cached labels)",
+            )
             written += 1
             continue
         for k in range(args.num):
             clip = mapper(record, rng=rng)
-            title = f"{args.dataset} / {record['case_id']} clip {k}; interactive: " + \
-                (", ".join(names[c] for c in clip["interactive_classes"].tolist()) or "none")
-            save_panel(str(out / f"{args.dataset}_{record['case_id']}_clip{k}.png"), dataloader_panels(clip), names, title)
+            title = f"{args.dataset} / {record['case_id']} clip {k}; interactive: " + (
+                ", ".join(names[c] for c in clip["interactive_classes"].tolist()) or "none"
+            )
+            save_panel(
+                str(out / f"{args.dataset}_{record['case_id']}_clip{k}.png"), dataloader_panels(clip), names, title
+            )
             written += 1
     print(f"wrote {written} PNGs to {out}")
     return 0

@@ -17,6 +17,7 @@ nnU-Net's default 3D shape, 96^3 windows), for the demo (ResNet-18) and Swin-B c
 peers and Swin-B run on a smaller crop / fewer slices so the whole run fits ~15 minutes; the output says so,
 and every ratio compares methods on the same crop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,13 +40,15 @@ CONFIGS = {"demo": "configs/demo/s2vnet_r18_demo.yaml", "swinb": "configs/btcv/s
 
 # ---------------------------------------------------------------------------------------------- data
 
+
 def fetch_volumes(folder: Path) -> dict[str, Path]:
     """Download (pip, hash-pinned) and unpack the two lung CTs of pyradiomics-bhklab 3.1.4."""
     from s2vnet.utils.fetch import pip_download_pinned
 
     # the sdist's metadata step imports versioneer (the benchmark extra installs it), hence no build isolation
-    archive = pip_download_pinned("pyradiomics-bhklab==3.1.4", ARCHIVE, ARCHIVE_SHA256, folder,
-                                  ["--no-binary", ":all:", "--no-build-isolation"])
+    archive = pip_download_pinned(
+        "pyradiomics-bhklab==3.1.4", ARCHIVE, ARCHIVE_SHA256, folder, ["--no-binary", ":all:", "--no-build-isolation"]
+    )
     out = {}
     with tarfile.open(archive) as tar:
         for name in ("lung1", "lung2"):
@@ -73,11 +76,12 @@ def load_volume(spec: str, folder: Path) -> np.ndarray:
 def crop(volume: np.ndarray, size: int | None, depth: int | None) -> np.ndarray:
     if size:
         y0, x0 = (volume.shape[1] - size) // 2, (volume.shape[2] - size) // 2
-        volume = volume[:, y0:y0 + size, x0:x0 + size]
+        volume = volume[:, y0 : y0 + size, x0 : x0 + size]
     return volume[:depth] if depth else volume
 
 
 # ---------------------------------------------------------------------------------------------- methods
+
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -147,7 +151,7 @@ def run_naive(volume: np.ndarray, config: str, device: str, repeats: int) -> dic
             for round_clicks in ({}, clicks):  # automatic pass, then one round recomputing every feature
                 state = model.initial_state()
                 for z in range(volume.shape[0]):
-                    x = model.preprocess(torch.from_numpy(np.ascontiguousarray(volume[z:z + 1]))[None])
+                    x = model.preprocess(torch.from_numpy(np.ascontiguousarray(volume[z : z + 1]))[None])
                     _, state = model.step(model.encode(x), state, round_clicks.get(z), tuple(x.shape[-2:]))
             _sync(device)
             times.append(time.perf_counter() - t0)
@@ -162,8 +166,16 @@ def _peer(name: str):
     if name == "unetr":
         return UNETR(in_channels=1, out_channels=14, img_size=(96, 96, 96))
     # nnU-Net's default 3D full-resolution U-Net: 6 stages, 32..320 channels, stride-2 downsampling
-    return DynUNet(3, 1, 14, kernel_size=[3] * 6, strides=[1, 2, 2, 2, 2, 2], upsample_kernel_size=[2] * 5,
-                   filters=[32, 64, 128, 256, 320, 320], norm_name="instance")
+    return DynUNet(
+        3,
+        1,
+        14,
+        kernel_size=[3] * 6,
+        strides=[1, 2, 2, 2, 2, 2],
+        upsample_kernel_size=[2] * 5,
+        filters=[32, 64, 128, 256, 320, 320],
+        norm_name="instance",
+    )
 
 
 def run_peer(volume: np.ndarray, name: str, device: str, repeats: int) -> dict:
@@ -186,6 +198,7 @@ def run_peer(volume: np.ndarray, name: str, device: str, repeats: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------- driver
 
+
 def child(args) -> None:
     """Run one method in this process and print one JSON line."""
     import torch
@@ -195,12 +208,21 @@ def child(args) -> None:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     method, _, config = args.method.partition(":")
-    runners = {"s2vnet": lambda: run_s2vnet(volume, config, args.device, args.repeats),
-               "naive": lambda: run_naive(volume, config, args.device, args.repeats)}
+    runners = {
+        "s2vnet": lambda: run_s2vnet(volume, config, args.device, args.repeats),
+        "naive": lambda: run_naive(volume, config, args.device, args.repeats),
+    }
     result = runners[method]() if method in runners else run_peer(volume, method, args.device, args.repeats)
-    peak = (torch.cuda.max_memory_allocated() / 2 ** 20) if args.device.startswith("cuda") else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"method": args.method, "volume": args.volume, "shape": list(volume.shape), "peak_mb": peak, **result}))
+    peak = (
+        (torch.cuda.max_memory_allocated() / 2**20)
+        if args.device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    print(
+        json.dumps(
+            {"method": args.method, "volume": args.volume, "shape": list(volume.shape), "peak_mb": peak, **result}
+        )
+    )
 
 
 def plan(args) -> list[dict]:
@@ -208,9 +230,12 @@ def plan(args) -> list[dict]:
     gpu = args.device.startswith("cuda")
     jobs = []
     for vol in args.volumes:
-        jobs += [{"method": "s2vnet:demo", "volume": vol}, {"method": "naive:demo", "volume": vol},
-                 {"method": "s2vnet:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
-                 {"method": "naive:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices}]
+        jobs += [
+            {"method": "s2vnet:demo", "volume": vol},
+            {"method": "naive:demo", "volume": vol},
+            {"method": "s2vnet:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
+            {"method": "naive:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
+        ]
     peer_crop = None if args.full_3d else args.peer_crop
     first = args.volumes[0]
     jobs += [{"method": "s2vnet:demo", "volume": first, "crop": peer_crop, "tag": "same crop as 3D peers"}]
@@ -249,8 +274,20 @@ def main() -> int:
         args.volumes = list(args.volumes) + [f"synthetic:{args.synthetic_depth}"]
     rows = []
     for job in plan(args):
-        cmd = [sys.executable, __file__, "--method", job["method"], "--volume", job["volume"], "--device", args.device,
-               "--repeats", str(args.repeats), "--data-dir", args.data_dir]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--method",
+            job["method"],
+            "--volume",
+            job["volume"],
+            "--device",
+            args.device,
+            "--repeats",
+            str(args.repeats),
+            "--data-dir",
+            args.data_dir,
+        ]
         for key in ("crop", "depth"):
             if job.get(key):
                 cmd += [f"--{key}", str(job[key])]
@@ -262,7 +299,10 @@ def main() -> int:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["tag"] = job.get("tag", "")
         rows.append(row)
-        print(f"  done {row['method']} on {row['volume']} {row['shape']} in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"  done {row['method']} on {row['volume']} {row['shape']} in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     report = summarize(rows, args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1))
@@ -273,20 +313,36 @@ def main() -> int:
 
 def summarize(rows: list[dict], args) -> dict:
     """Table and ratios; volumes/min and s/slice come from each row's own shape."""
-    lines = ["| method | volume | shape (z, y, x) | s / volume | volumes / min | s / slice | peak MB | click cached (s) | click recompute (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | volume | shape (z, y, x) | s / volume | volumes / min | s / slice | peak MB "
+        "| click cached (s) | click recompute (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         seconds = r.get("automatic", r.get("automatic_and_round"))
-        label = r["method"] + (" (auto + 1 round)" if r["method"].startswith("naive") else "") + (f" [{r['tag']}]" if r["tag"] else "")
+        label = (
+            r["method"]
+            + (" (auto + 1 round)" if r["method"].startswith("naive") else "")
+            + (f" [{r['tag']}]" if r["tag"] else "")
+        )
         cached = f"{r['click_cached']:.2f}" if "click_cached" in r else "-"
         recompute = f"{r['click_recompute']:.2f}" if "click_recompute" in r else "-"
-        lines.append(f"| {label} | {r['volume']} | {tuple(r['shape'])} | {seconds:.2f} | {60 / seconds:.2f} | "
-                     f"{seconds / r['shape'][0]:.3f} | {r['peak_mb']:.0f} | {cached} | {recompute} |")
-    return {"device": args.device, "cpu_count": os.cpu_count(), "rows": rows, "ratios": ratios(rows), "table": "\n".join(lines)}
+        lines.append(
+            f"| {label} | {r['volume']} | {tuple(r['shape'])} | {seconds:.2f} | {60 / seconds:.2f} | "
+            f"{seconds / r['shape'][0]:.3f} | {r['peak_mb']:.0f} | {cached} | {recompute} |"
+        )
+    return {
+        "device": args.device,
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+        "ratios": ratios(rows),
+        "table": "\n".join(lines),
+    }
 
 
 def ratios(rows: list[dict]) -> dict:
     """The issue's targets as measured ratios (same volume and crop on both sides)."""
+
     def find(method, tag=None, volume=None):
         for r in rows:
             if r["method"] == method and (tag is None or r["tag"] == tag) and (volume is None or r["volume"] == volume):
@@ -300,7 +356,9 @@ def ratios(rows: list[dict]) -> dict:
     for config in ("demo", "swinb"):
         batched, naive = find(f"s2vnet:{config}", ""), find(f"naive:{config}")
         if batched and naive:
-            out[f"batched_vs_naive_{config}"] = naive["automatic_and_round"] / (batched["automatic"] + batched["click_cached"])
+            out[f"batched_vs_naive_{config}"] = naive["automatic_and_round"] / (
+                batched["automatic"] + batched["click_cached"]
+            )
             out[f"click_cached_vs_recompute_{config}"] = batched["click_recompute"] / batched["click_cached"]
     return out
 

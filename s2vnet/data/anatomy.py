@@ -10,11 +10,12 @@ value and meaning are the class name, so a reader can tell at once that no stand
 
 Class names are matched case-insensitively, with spaces and hyphens read as underscores.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = ["CodedTerm", "AnatomyCode", "ANATOMY_CODES", "PRIVATE_SCHEME", "anatomy_code", "fallback_anatomy"]
 
@@ -53,37 +54,41 @@ def _sct(value: str, meaning: str, modifier: CodedTerm | None = None) -> Anatomy
 
 
 # Class name -> code, for every class of the builtin datasets (BTCV, WORD, AMOS) and the demo.
-ANATOMY_CODES: Mapping[str, AnatomyCode] = MappingProxyType({
-    "spleen": _sct("78961009", "Spleen"),
-    "liver": _sct("10200004", "Liver"),
-    "stomach": _sct("69695003", "Stomach"),
-    "pancreas": _sct("15776009", "Pancreas"),
-    "gallbladder": _sct("28231008", "Gallbladder"),
-    "esophagus": _sct("32849002", "Esophagus"),
-    "duodenum": _sct("38848004", "Duodenum"),
-    "colon": _sct("71854001", "Colon"),
-    "intestine": _sct("30315005", "Small intestine"),  # WORD's "intestine" is the small bowel (colon, duodenum apart)
-    "small_intestine": _sct("30315005", "Small intestine"),
-    "rectum": _sct("34402009", "Rectum"),
-    "bladder": _sct("89837001", "Bladder"),
-    "urinary_bladder": _sct("89837001", "Bladder"),
-    "prostate": _sct("41216001", "Prostate"),
-    "uterus": _sct("35039007", "Uterus"),
-    "aorta": _sct("15825003", "Aorta"),
-    "inferior_vena_cava": _sct("64131007", "Inferior vena cava"),
-    "portal_vein": _sct("32764006", "Portal vein"),
-    "splenic_vein": _sct("35819009", "Splenic vein"),
-    "kidney": _sct("64033007", "Kidney"),
-    "right_kidney": _sct("64033007", "Kidney", _RIGHT),
-    "left_kidney": _sct("64033007", "Kidney", _LEFT),
-    "adrenal": _sct("23451007", "Adrenal gland"),
-    "adrenal_gland": _sct("23451007", "Adrenal gland"),
-    "right_adrenal_gland": _sct("23451007", "Adrenal gland", _RIGHT),
-    "left_adrenal_gland": _sct("23451007", "Adrenal gland", _LEFT),
-    "head_of_femur_right": _sct("2812003", "Head of Femur", _RIGHT),
-    "head_of_femur_left": _sct("2812003", "Head of Femur", _LEFT),
-    # No single standard concept: portal_and_splenic_vein, prostate_uterus (see fallback_anatomy).
-})
+ANATOMY_CODES: Mapping[str, AnatomyCode] = MappingProxyType(
+    {
+        "spleen": _sct("78961009", "Spleen"),
+        "liver": _sct("10200004", "Liver"),
+        "stomach": _sct("69695003", "Stomach"),
+        "pancreas": _sct("15776009", "Pancreas"),
+        "gallbladder": _sct("28231008", "Gallbladder"),
+        "esophagus": _sct("32849002", "Esophagus"),
+        "duodenum": _sct("38848004", "Duodenum"),
+        "colon": _sct("71854001", "Colon"),
+        "intestine": _sct(
+            "30315005", "Small intestine"
+        ),  # WORD's "intestine" is the small bowel (colon, duodenum apart)
+        "small_intestine": _sct("30315005", "Small intestine"),
+        "rectum": _sct("34402009", "Rectum"),
+        "bladder": _sct("89837001", "Bladder"),
+        "urinary_bladder": _sct("89837001", "Bladder"),
+        "prostate": _sct("41216001", "Prostate"),
+        "uterus": _sct("35039007", "Uterus"),
+        "aorta": _sct("15825003", "Aorta"),
+        "inferior_vena_cava": _sct("64131007", "Inferior vena cava"),
+        "portal_vein": _sct("32764006", "Portal vein"),
+        "splenic_vein": _sct("35819009", "Splenic vein"),
+        "kidney": _sct("64033007", "Kidney"),
+        "right_kidney": _sct("64033007", "Kidney", _RIGHT),
+        "left_kidney": _sct("64033007", "Kidney", _LEFT),
+        "adrenal": _sct("23451007", "Adrenal gland"),
+        "adrenal_gland": _sct("23451007", "Adrenal gland"),
+        "right_adrenal_gland": _sct("23451007", "Adrenal gland", _RIGHT),
+        "left_adrenal_gland": _sct("23451007", "Adrenal gland", _LEFT),
+        "head_of_femur_right": _sct("2812003", "Head of Femur", _RIGHT),
+        "head_of_femur_left": _sct("2812003", "Head of Femur", _LEFT),
+        # No single standard concept: portal_and_splenic_vein, prostate_uterus (see fallback_anatomy).
+    }
+)
 
 
 def fallback_anatomy(class_name: str) -> AnatomyCode:

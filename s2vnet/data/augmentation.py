@@ -4,6 +4,7 @@ Detectron2's ``ResizeScale`` / ``FixedSizeCrop`` augmentations draw from NumPy's
 S2VNet draws the parameters itself from an ``np.random.Generator`` and builds the same Detectron2
 *transforms*, so one sampled ``TransformList`` is applied identically to every slice of a clip.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,10 +28,17 @@ class LSJSettings:
     brightness: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
-    def from_cfg(cls, cfg) -> "LSJSettings":
+    def from_cfg(cls, cfg) -> LSJSettings:
         vol = cfg.INPUT.VOLUME
-        return cls(tuple(map(float, vol.LSJ_SCALE)), tuple(map(int, vol.CROP_SIZE)), float(vol.FLIP_PROB),
-                   int(vol.PAD_VALUE), 255, tuple(map(float, vol.CONTRAST_RANGE)), tuple(map(float, vol.BRIGHTNESS_RANGE)))
+        return cls(
+            tuple(map(float, vol.LSJ_SCALE)),
+            tuple(map(int, vol.CROP_SIZE)),
+            float(vol.FLIP_PROB),
+            int(vol.PAD_VALUE),
+            255,
+            tuple(map(float, vol.CONTRAST_RANGE)),
+            tuple(map(float, vol.BRIGHTNESS_RANGE)),
+        )
 
 
 def sample_intensity(rng: np.random.Generator, settings: LSJSettings):
@@ -69,8 +77,18 @@ def sample_lsj(rng: np.random.Generator, image_hw: tuple[int, int], settings: LS
     x0 = int(rng.integers(0, new_w - cw + 1))
     tfms.append(CropTransform(x0, y0, cw, ch, orig_w=new_w, orig_h=new_h))
     if (ch, cw) != (crop_h, crop_w):
-        tfms.append(PadTransform(0, 0, crop_w - cw, crop_h - ch, orig_w=cw, orig_h=ch,
-                                 pad_value=settings.pad_value, seg_pad_value=settings.seg_pad_value))
+        tfms.append(
+            PadTransform(
+                0,
+                0,
+                crop_w - cw,
+                crop_h - ch,
+                orig_w=cw,
+                orig_h=ch,
+                pad_value=settings.pad_value,
+                seg_pad_value=settings.seg_pad_value,
+            )
+        )
     if rng.random() < settings.flip_prob:
         tfms.append(HFlipTransform(crop_w))
     return T.TransformList(tfms)

@@ -1,4 +1,5 @@
 """The training data loader: cached volumes -> ``VolumeDatasetMapper`` clips, Detectron2-style batches."""
+
 from __future__ import annotations
 
 from detectron2.data import build_detection_train_loader

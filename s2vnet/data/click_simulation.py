@@ -5,6 +5,7 @@ near it). Per interactive class: one positive click "near the interior" (among t
 distance to the object's border is at least ``interior_fraction`` of the largest such distance),
 then up to ``max_extra`` more clicks, each negative with probability ``negative_prob``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,10 +27,17 @@ class ClickSettings:
     error_max_rounds: int = 3
 
     @classmethod
-    def from_cfg(cls, cfg) -> "ClickSettings":
+    def from_cfg(cls, cfg) -> ClickSettings:
         c = cfg.INPUT.VOLUME.CLICKS
-        return cls(float(c.INTERACTIVE_PROB), float(c.INTERIOR_FRACTION), int(c.MAX_EXTRA),
-                   float(c.NEGATIVE_PROB), int(c.NEGATIVE_BAND), float(c.ERROR_PROB), int(c.ERROR_MAX_ROUNDS))
+        return cls(
+            float(c.INTERACTIVE_PROB),
+            float(c.INTERIOR_FRACTION),
+            int(c.MAX_EXTRA),
+            float(c.NEGATIVE_PROB),
+            int(c.NEGATIVE_BAND),
+            float(c.ERROR_PROB),
+            int(c.ERROR_MAX_ROUNDS),
+        )
 
     def error_rounds(self, rng: np.random.Generator) -> int:
         """Error-driven rounds for one clip: 0 with probability ``1 - error_prob``, else uniform in 0..max."""
@@ -65,8 +73,9 @@ def negative_click(mask: np.ndarray, valid: np.ndarray, rng: np.random.Generator
     return _pick(rng, candidates) if len(candidates) else None
 
 
-def simulate_clicks(mask: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
-                    settings: ClickSettings) -> tuple[np.ndarray, np.ndarray]:
+def simulate_clicks(
+    mask: np.ndarray, valid: np.ndarray, rng: np.random.Generator, settings: ClickSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Clicks for one object on one slice.
 
     Args:

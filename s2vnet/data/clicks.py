@@ -25,14 +25,16 @@ The clicks JSON (predict CLI, viewer API) is a list of objects::
 index; ``positive`` is a JSON boolean (default true). :func:`parse_click` checks every value strictly and
 raises :class:`~s2vnet.errors.InputError` with one line naming the source and the click.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +83,7 @@ class Click:
         """The first coordinate as an int (the slice in the ``zyx``, ``working`` and ``display`` frames)."""
         return int(round(self.position[0]))
 
-    def at(self, position: Sequence[float], frame: str) -> "Click":
+    def at(self, position: Sequence[float], frame: str) -> Click:
         """The same click at another position/frame."""
         return replace(self, position=tuple(position), frame=frame)
 
@@ -105,13 +107,19 @@ class ClickFrames:
         geometry: the scan's :class:`~s2vnet.data.volume_io.Geometry`, for physical points (None: none).
     """
 
-    def __init__(self, stored_shape: Sequence[int], working: Reorientation, resampling: InPlaneResampling,
-                 display: Reorientation | None = None, geometry=None) -> None:
+    def __init__(
+        self,
+        stored_shape: Sequence[int],
+        working: Reorientation,
+        resampling: InPlaneResampling,
+        display: Reorientation | None = None,
+        geometry=None,
+    ) -> None:
         self.stored_shape = tuple(int(s) for s in stored_shape)
         self.working, self.resampling, self.display, self.geometry = working, resampling, display, geometry
 
     @classmethod
-    def of(cls, prepared, display: Reorientation | None = None) -> "ClickFrames":
+    def of(cls, prepared, display: Reorientation | None = None) -> ClickFrames:
         """The frames of a :class:`~s2vnet.data.preprocess.PreparedVolume`."""
         return cls(prepared.geometry.shape, prepared.reorientation, prepared.resampling, display, prepared.geometry)
 
@@ -162,8 +170,11 @@ class ClickFrames:
         extent = self.shape(click.frame)
         if click.frame == "working":
             z, y, x = click.position
-            inside = 0 <= z < extent[0] and float(z).is_integer() and all(
-                -0.5 <= v < n - 0.5 for v, n in zip((y, x), extent[1:]))
+            inside = (
+                0 <= z < extent[0]
+                and float(z).is_integer()
+                and all(-0.5 <= v < n - 0.5 for v, n in zip((y, x), extent[1:]))
+            )
         else:
             inside = all(0 <= round(v) < n for v, n in zip(click.position, extent))
         if not inside:
@@ -228,8 +239,9 @@ def _position(value: Any, integer: bool, where: str, key: str) -> tuple[float, f
     return tuple(float(v) for v in value)
 
 
-def parse_click(obj: Any, class_names: Sequence[str], frames: ClickFrames | None = None,
-                source: str = "clicks") -> Click:
+def parse_click(
+    obj: Any, class_names: Sequence[str], frames: ClickFrames | None = None, source: str = "clicks"
+) -> Click:
     """Validate one clicks-JSON object and return it as a :class:`Click` in its frame.
 
     ``voxel`` gives an ``ijk`` click and ``display`` a ``display`` click; a physical ``point`` is mapped to
@@ -242,8 +254,10 @@ def parse_click(obj: Any, class_names: Sequence[str], frames: ClickFrames | None
         raise InputError(source, f"a click must be an object with 'class', got {_short(obj)}")
     keys = [k for k in JSON_POSITIONS if k in obj]
     if len(keys) != 1:
-        raise InputError(source, f"a click needs exactly one of 'voxel' or 'point' (the viewer also takes 'display'), "
-                                 f"got {_short(obj)}")
+        raise InputError(
+            source,
+            f"a click needs exactly one of 'voxel' or 'point' (the viewer also takes 'display'), got {_short(obj)}",
+        )
     unknown = set(obj) - {"class", "positive", *JSON_POSITIONS}
     if unknown:
         raise InputError(source, f"unknown click key(s) {', '.join(sorted(unknown))}")
@@ -256,15 +270,20 @@ def parse_click(obj: Any, class_names: Sequence[str], frames: ClickFrames | None
         if frames is None:
             raise InputError(source, "physical 'point' clicks need the scan's geometry")
         position = frames.from_physical(position)
-    click = Click(_class_index(obj["class"], class_names, source), position, "ijk" if key == "point" else
-                  JSON_POSITIONS[key], positive)
+    click = Click(
+        _class_index(obj["class"], class_names, source),
+        position,
+        "ijk" if key == "point" else JSON_POSITIONS[key],
+        positive,
+    )
     if frames is not None:
         frames.check_inside(click, source)
     return click
 
 
-def parse_clicks(objs: Any, class_names: Sequence[str], frames: ClickFrames | None = None,
-                 source: str = "clicks") -> list[Click]:
+def parse_clicks(
+    objs: Any, class_names: Sequence[str], frames: ClickFrames | None = None, source: str = "clicks"
+) -> list[Click]:
     """Validate a clicks-JSON list (see :func:`parse_click`); errors name the click's place in the list."""
     if not isinstance(objs, list):
         raise InputError(source, "clicks must be a JSON list of click objects")
@@ -306,6 +325,8 @@ def click_tensors(clicks: Sequence[Click], device=None) -> dict:
     if any(c.frame != "working" for c in clicks):
         raise ValueError("the decoder takes clicks in the working frame")
     coords = torch.tensor([c.position[1:] for c in clicks], dtype=torch.float32, device=device).reshape(-1, 2)
-    return {"coords": coords,
-            "classes": torch.tensor([c.class_index for c in clicks], dtype=torch.long, device=device),
-            "positive": torch.tensor([c.positive for c in clicks], dtype=torch.bool, device=device)}
+    return {
+        "coords": coords,
+        "classes": torch.tensor([c.class_index for c in clicks], dtype=torch.long, device=device),
+        "positive": torch.tensor([c.positive for c in clicks], dtype=torch.bool, device=device),
+    }

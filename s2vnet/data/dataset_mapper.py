@@ -21,10 +21,12 @@ Output (the structure the model consumes)::
       ],
     }
 
-Every slice of a clip gets the same LSJ crop/scale, the same flip and the same (optional) intensity jitter. Each class present in the
+Every slice of a clip gets the same LSJ crop/scale, the same flip and the same (optional) intensity jitter.
+Each class present in the
 clip is made interactive with probability ``CLICKS.INTERACTIVE_PROB``; its clicks are simulated on
 the first slice (in decoding order) where it appears, and the other slices carry no clicks for it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -116,12 +118,26 @@ class VolumeDatasetMapper:
         values = [int(v) for v in np.unique(label) if 0 < v < 255]
         instances = Instances(label.shape)
         instances.gt_classes = torch.tensor([v - 1 for v in values], dtype=torch.int64)
-        instances.gt_masks = torch.stack([sem_seg == v for v in values]) if values else torch.zeros((0,) + label.shape, dtype=torch.bool)
-        empty = {"coords": torch.zeros((0, 2)), "classes": torch.zeros(0, dtype=torch.int64), "positive": torch.zeros(0, dtype=torch.bool)}
-        return {"image": torch.as_tensor(np.ascontiguousarray(image))[None], "height": label.shape[0],
-                "width": label.shape[1], "sem_seg": sem_seg, "instances": instances, "clicks": empty}
+        instances.gt_masks = (
+            torch.stack([sem_seg == v for v in values]) if values else torch.zeros((0,) + label.shape, dtype=torch.bool)
+        )
+        empty = {
+            "coords": torch.zeros((0, 2)),
+            "classes": torch.zeros(0, dtype=torch.int64),
+            "positive": torch.zeros(0, dtype=torch.bool),
+        }
+        return {
+            "image": torch.as_tensor(np.ascontiguousarray(image))[None],
+            "height": label.shape[0],
+            "width": label.shape[1],
+            "sem_seg": sem_seg,
+            "instances": instances,
+            "clicks": empty,
+        }
 
-    def _add_clicks(self, rng: np.random.Generator, slices: list[dict], labels: list[np.ndarray], classes: list[int]) -> None:
+    def _add_clicks(
+        self, rng: np.random.Generator, slices: list[dict], labels: list[np.ndarray], classes: list[int]
+    ) -> None:
         for c in classes:
             t = next(i for i, lbl in enumerate(labels) if (lbl == c + 1).any())
             coords, positive = simulate_clicks(labels[t] == c + 1, labels[t] != 255, rng, self.clicks)

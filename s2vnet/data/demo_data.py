@@ -5,6 +5,7 @@ reference scans the demo uses, and resamples the DICOM case's label onto the DIC
 re-run: finished steps are skipped, and each step writes to a temporary name first.
 See :mod:`s2vnet.data.datasets.demo` for what the datasets contain.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,22 +25,27 @@ ARCHIVE = "totalsegmentator-2.18.0.tar.gz"
 ARCHIVE_SHA256 = "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03"
 MEMBER_PREFIX = "totalsegmentator-2.18.0/tests/reference_files/"
 NEEDED = (
-    "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "example_ct_dicom/",
-    "example_seg_dicom.nii.gz", "example_mr_sm.nii.gz", "example_seg_mr.nii.gz",
+    "example_ct.nii.gz",
+    "example_seg_fast_force_split.nii.gz",
+    "example_ct_dicom/",
+    "example_seg_dicom.nii.gz",
+    "example_mr_sm.nii.gz",
+    "example_seg_mr.nii.gz",
 )
 
 
 def fetch_archive(downloads: Path) -> Path:
     """Download the pinned sdist into ``downloads`` with pip and verify its sha256."""
-    return pip_download_pinned("totalsegmentator==2.18.0", ARCHIVE, ARCHIVE_SHA256, downloads,
-                               ["--no-binary", "totalsegmentator"])
+    return pip_download_pinned(
+        "totalsegmentator==2.18.0", ARCHIVE, ARCHIVE_SHA256, downloads, ["--no-binary", "totalsegmentator"]
+    )
 
 
 def _wanted(name: str) -> str | None:
     """Path below reference_files/ for archive members the demo needs, else None."""
     if not name.startswith(MEMBER_PREFIX):
         return None
-    rel = name[len(MEMBER_PREFIX):]
+    rel = name[len(MEMBER_PREFIX) :]
     if ".." in Path(rel).parts or not any(rel == n or (n.endswith("/") and rel.startswith(n)) for n in NEEDED):
         return None
     return rel
@@ -92,9 +98,15 @@ def prepare_demo_data(root: Path | None = None) -> Path:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fetch the S2VNet demo data (TotalSegmentator 2.18.0 reference scans).")
-    parser.add_argument("--root", type=Path, default=None, help="target folder (default: $S2VNET_DEMO_DATA or "
-                        "$DETECTRON2_DATASETS/s2vnet_demo)")
+    parser = argparse.ArgumentParser(
+        description="Fetch the S2VNet demo data (TotalSegmentator 2.18.0 reference scans)."
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="target folder (default: $S2VNET_DEMO_DATA or $DETECTRON2_DATASETS/s2vnet_demo)",
+    )
     args = parser.parse_args(argv)
     ref = prepare_demo_data(args.root)
     print(f"demo data ready in {ref}")

@@ -12,14 +12,15 @@ product of the two ``ImageOrientationPatient`` directions), and a series is refu
 where the tolerance is ``max(0.01 mm, 1% of the median step)``. Resample such a series onto a regular
 orthogonal grid (or export it as NIfTI with a tool that does) before segmenting it.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,8 +28,16 @@ import SimpleITK as sitk
 from s2vnet.data.validate import VolumeLimits, check_voxel_count
 from s2vnet.errors import InputError
 
-__all__ = ["read_dicom_series", "series_geometry_problem", "SLICE_TOLERANCE_MM", "SLICE_TOLERANCE_FRACTION",
-           "DicomSeries", "dicom_series", "choose_series", "holds_dicom"]
+__all__ = [
+    "read_dicom_series",
+    "series_geometry_problem",
+    "SLICE_TOLERANCE_MM",
+    "SLICE_TOLERANCE_FRACTION",
+    "DicomSeries",
+    "dicom_series",
+    "choose_series",
+    "holds_dicom",
+]
 
 SLICE_TOLERANCE_MM = 0.01
 SLICE_TOLERANCE_FRACTION = 0.01
@@ -58,12 +67,16 @@ def series_geometry_problem(positions: np.ndarray, orientation: np.ndarray) -> s
         return "two slices lie at the same position along the slice normal (duplicated slices?)"
     if np.ptp(along) > tolerance:
         low, high = np.min(np.abs(along)), np.max(np.abs(along))
-        return (f"slice spacing varies from {low:.4g} to {high:.4g} mm along the slice normal (a missing or extra "
-                f"slice?); tolerance {tolerance:.3g} mm")
+        return (
+            f"slice spacing varies from {low:.4g} to {high:.4g} mm along the slice normal (a missing or extra "
+            f"slice?); tolerance {tolerance:.3g} mm"
+        )
     if np.max(sideways) > tolerance:
         tilt = math.degrees(math.atan2(float(np.max(sideways)), typical))
-        return (f"slices are shifted sideways by up to {np.max(sideways):.3g} mm per slice, i.e. not stacked along "
-                f"their normal (gantry tilt of about {tilt:.1f} degrees?); tolerance {tolerance:.3g} mm")
+        return (
+            f"slices are shifted sideways by up to {np.max(sideways):.3g} mm per slice, i.e. not stacked along "
+            f"their normal (gantry tilt of about {tilt:.1f} degrees?); tolerance {tolerance:.3g} mm"
+        )
     return None
 
 
@@ -153,10 +166,14 @@ def choose_series(folder: str | os.PathLike, uid: str | None = None, strict: boo
     if len(series) > 1:
         listing = ", ".join(s.label() for s in series)
         if strict:
-            raise InputError(folder, f"holds {len(series)} DICOM series: {listing}; choose one with "
-                                     "--dicom-series UID, or put each series in its own folder")
+            raise InputError(
+                folder,
+                f"holds {len(series)} DICOM series: {listing}; choose one with "
+                "--dicom-series UID, or put each series in its own folder",
+            )
         logging.getLogger("s2vnet.data.volume_io").warning(
-            "%s holds %d DICOM series (%s); reading the largest, %s", folder, len(series), listing, series[0].uid)
+            "%s holds %d DICOM series (%s); reading the largest, %s", folder, len(series), listing, series[0].uid
+        )
     return series[0]
 
 
@@ -201,8 +218,11 @@ def read_dicom_series(folder: Path, limits: VolumeLimits, uid: str | None = None
     size, positions, orientation = _slice_headers(list(files))
     check_voxel_count((len(files),) + tuple(size[:2]), limits, str(folder))
     if positions is None:
-        log.warning("%s: DICOM series without ImagePositionPatient/ImageOrientationPatient; slices are stacked "
-                    "with the reader's default spacing", folder)
+        log.warning(
+            "%s: DICOM series without ImagePositionPatient/ImageOrientationPatient; slices are stacked "
+            "with the reader's default spacing",
+            folder,
+        )
     else:
         problem = series_geometry_problem(positions, orientation)
         if problem:

@@ -6,10 +6,11 @@ Inside S2VNet a label volume holds ``0`` for background and ``c + 1`` for class 
 class indices ``c``. Stored ids that are not in the class list are an error, unless the dataset
 was registered with ``unlisted_labels="background"`` (used when a subset of a label set is trained).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

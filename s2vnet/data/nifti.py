@@ -6,6 +6,7 @@ promises (``vox_offset + prod(dim) * bitpix / 8``) with the file size (``.nii``)
 stream decompresses to (``.nii.gz``; a truncated or corrupt stream is an error too), and counts
 non-finite values of float files in the same pass.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -49,16 +50,27 @@ def _opener(path: Path):
 
 
 def _fields(header: bytes, order: str) -> tuple[int, int, list[int], float] | None:
-    """(datatype, bitpix, dim[0..7], vox_offset) of a NIfTI-1 ``n+1`` / NIfTI-2 ``n+2`` header in byte order ``order``."""
+    """(datatype, bitpix, dim[0..7], vox_offset) of a NIfTI-1 ``n+1`` / NIfTI-2 ``n+2`` header.
+
+    ``order`` is the header's byte order.
+    """
     size = int(np.frombuffer(header[:4], f"{order}i4")[0])
     if size == 348 and header[344:348] == b"n+1\x00":
         code, bitpix = np.frombuffer(header[70:74], f"{order}i2")
-        return int(code), int(bitpix), np.frombuffer(header[40:56], f"{order}i2").tolist(), float(
-            np.frombuffer(header[108:112], f"{order}f4")[0])
+        return (
+            int(code),
+            int(bitpix),
+            np.frombuffer(header[40:56], f"{order}i2").tolist(),
+            float(np.frombuffer(header[108:112], f"{order}f4")[0]),
+        )
     if size == 540 and header[4:8] == b"n+2\x00":
         code, bitpix = np.frombuffer(header[12:16], f"{order}i2")
-        return int(code), int(bitpix), np.frombuffer(header[16:80], f"{order}i8").tolist(), float(
-            np.frombuffer(header[168:176], f"{order}i8")[0])
+        return (
+            int(code),
+            int(bitpix),
+            np.frombuffer(header[16:80], f"{order}i8").tolist(),
+            float(np.frombuffer(header[168:176], f"{order}i8")[0]),
+        )
     return None
 
 
@@ -79,7 +91,7 @@ def nifti_layout(path: str | Path) -> NiftiLayout | None:
         code, bitpix, dim, offset = fields
         if not 1 <= dim[0] <= 7 or bitpix <= 0 or not 0 <= offset < 2**62:
             return None
-        voxels = math.prod(max(int(n), 0) for n in dim[1:dim[0] + 1])
+        voxels = math.prod(max(int(n), 0) for n in dim[1 : dim[0] + 1])
         kind = _FLOATS.get(code)
         return NiftiLayout(int(offset), (voxels * bitpix + 7) // 8, np.dtype(order + kind) if kind else None)
     return None
@@ -128,10 +140,14 @@ def check_nifti_payload(path: str | Path) -> None:
         try:
             present, bad = _scan(path, layout)
         except (EOFError, OSError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-            raise InputError(path, f"gzip stream is truncated or corrupt ({str(err) or type(err).__name__}); "
-                                   "the file is incomplete") from None
+            raise InputError(
+                path, f"gzip stream is truncated or corrupt ({str(err) or type(err).__name__}); the file is incomplete"
+            ) from None
     if present < layout.payload_bytes:
-        raise InputError(path, f"is truncated: the header promises {layout.payload_bytes:,} bytes of voxel data, "
-                               f"the file holds {present:,}")
+        raise InputError(
+            path,
+            f"is truncated: the header promises {layout.payload_bytes:,} bytes of voxel data, "
+            f"the file holds {present:,}",
+        )
     if bad:
         raise InputError(path, f"contains {bad} NaN or infinite intensities")

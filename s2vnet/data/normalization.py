@@ -4,10 +4,11 @@
 ``fn(array, settings) -> float32 array in [0, 255]`` where ``array`` is any shape and ``settings``
 is an :class:`IntensitySettings`. Register a new modality with ``@register_modality("PET")``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from detectron2.utils.registry import Registry

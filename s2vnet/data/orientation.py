@@ -5,10 +5,11 @@ prediction made on the canonical array returns to the input grid voxel for voxel
 Orientation codes follow DICOM/ITK: the letter at position ``n`` names the patient direction in
 which index axis ``n`` (``i`` = x, ``j`` = y, ``k`` = z) increases; "LPS" is ITK's default.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -5,6 +5,7 @@ optional in-plane resampling (to a spacing, or at inference to a fixed slice siz
 returned :class:`PreparedVolume` keeps everything needed to put a prediction back on the input's
 grid (:meth:`PreparedVolume.to_input_grid`). The slice cache and inference both go through this one function.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,7 @@ class PreprocessSettings:
     test_size: tuple[int, int] | None = None  # (y, x) pixels of every slice at inference (instead of target_spacing)
 
     @classmethod
-    def from_cfg(cls, cfg) -> "PreprocessSettings":
+    def from_cfg(cls, cfg) -> PreprocessSettings:
         """Read ``INPUT.VOLUME.{ORIENTATION, CT_WINDOW, MRI_PERCENTILES, RESAMPLE_IN_PLANE, TARGET_SPACING,
         TEST_RESIZE, CROP_SIZE}`` and the limits (inference settings; the slice cache drops ``test_size``)."""
         vol = cfg.INPUT.VOLUME
@@ -44,7 +45,7 @@ class PreprocessSettings:
         test_size = tuple(map(int, vol.CROP_SIZE)) if vol.TEST_RESIZE else None
         return cls(vol.ORIENTATION, intensity, target, VolumeLimits.from_cfg(cfg), test_size)
 
-    def for_training(self) -> "PreprocessSettings":
+    def for_training(self) -> PreprocessSettings:
         """These settings without the inference-only ``test_size`` (training slices keep their grid)."""
         return replace(self, test_size=None)
 

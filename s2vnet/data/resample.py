@@ -6,10 +6,11 @@ target by less than half a voxel over the field of view). Images use bilinear in
 (antialiased when shrinking), labels use nearest-exact; going back restores the input's exact
 ``(y, x)`` shape so predictions can be written on the input grid.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -61,8 +62,9 @@ class InPlaneResampling:
         return np.stack([_interpolate(s, self.in_shape, "bilinear", self.out_shape) for s in scores])
 
 
-def plan_in_plane(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None,
-                  size: Sequence[int] | None = None) -> InPlaneResampling:
+def plan_in_plane(
+    shape: Sequence[int], spacing: Sequence[float], target: Sequence[float] | None, size: Sequence[int] | None = None
+) -> InPlaneResampling:
     """Plan resampling of a ``(z, y, x)`` volume with ``spacing`` (z, y, x) to ``target`` (y, x) mm.
 
     ``size`` (y, x) pixels, when given, is the output shape instead (the spacing follows from it, per axis).
@@ -85,7 +87,7 @@ def _interpolate(volume: np.ndarray, size: tuple[int, int], mode: str, expect: t
         raise ValueError(f"in-plane shape {volume.shape[-2:]} does not match the planned {expect}")
     if tuple(size) == tuple(expect):
         return volume.astype(np.float32) if mode == "bilinear" else volume
-    out = [_interpolate_chunk(volume[i:i + _CHUNK], size, mode) for i in range(0, volume.shape[0], _CHUNK)]
+    out = [_interpolate_chunk(volume[i : i + _CHUNK], size, mode) for i in range(0, volume.shape[0], _CHUNK)]
     return np.concatenate(out, axis=0)
 
 

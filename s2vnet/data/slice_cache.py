@@ -17,6 +17,7 @@ CLI deletes a killed build's ``.tmp-*`` files before it starts.
 CLI: ``python -m s2vnet.data.slice_cache --config-file CFG [--dataset NAME[,NAME]] [KEY VALUE ...]``
 (``s2vnet-build-cache``); ``--dataset`` may be repeated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -54,8 +56,16 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any]:
 
 def _dataset_settings(name: str, settings: PreprocessSettings) -> dict[str, Any]:
     meta = MetadataCatalog.get(name)
-    return _jsonable({"format": FORMAT_VERSION, "preprocess": settings.to_dict(), "classes": list(meta.stuff_classes),
-            "label_ids": list(meta.label_ids), "unlisted_labels": meta.unlisted_labels, "modality": meta.modality})
+    return _jsonable(
+        {
+            "format": FORMAT_VERSION,
+            "preprocess": settings.to_dict(),
+            "classes": list(meta.stuff_classes),
+            "label_ids": list(meta.label_ids),
+            "unlisted_labels": meta.unlisted_labels,
+            "modality": meta.modality,
+        }
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -114,15 +124,23 @@ class SliceCache:
         return _jsonable({"image": fingerprint(record["file_name"]), "label": fingerprint(record["sem_seg_file_name"])})
 
     def _build_case(self, dataset_name: str, record: dict, case_dir: Path) -> dict:
-        prepared = prepare_volume(record["file_name"], record["modality"], self.settings,
-                                  record["sem_seg_file_name"], label_map_for(dataset_name))
+        prepared = prepare_volume(
+            record["file_name"],
+            record["modality"],
+            self.settings,
+            record["sem_seg_file_name"],
+            label_map_for(dataset_name),
+        )
         case_dir.mkdir(parents=True, exist_ok=True)
         num_classes = len(MetadataCatalog.get(dataset_name).stuff_classes)
         _save_npy(case_dir / "image.npy", prepared.image)
         _save_npy(case_dir / "label.npy", prepared.label)
         _save_npy(case_dir / "presence.npy", class_presence(prepared.label, num_classes))
-        return {"sources": self._sources(record), "shape": list(prepared.image.shape),
-                "spacing": list(prepared.spacing)}
+        return {
+            "sources": self._sources(record),
+            "shape": list(prepared.image.shape),
+            "spacing": list(prepared.spacing),
+        }
 
     def build(self, dataset_name: str, progress: bool = True) -> list[dict]:
         """Bring the cache of ``dataset_name`` up to date and return its dicts with a ``"cache"`` entry.
@@ -160,7 +178,10 @@ def _check_unique_ids(dataset_name: str, records: Sequence[dict]) -> None:
     seen: dict[str, str] = {}
     for r in records:
         if r["case_id"] in seen:
-            raise InputError(r["file_name"], f"case id '{r['case_id']}' also used by {seen[r['case_id']]} in dataset '{dataset_name}'")
+            raise InputError(
+                r["file_name"],
+                f"case id '{r['case_id']}' also used by {seen[r['case_id']]} in dataset '{dataset_name}'",
+            )
         seen[r["case_id"]] = r["file_name"]
 
 
@@ -181,12 +202,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Build the S2VNet slice cache for registered datasets.")
     parser.add_argument("--config-file", default="", help="config whose INPUT.VOLUME settings to use")
-    parser.add_argument("--dataset", action="append", default=[], metavar="NAME[,NAME]",
-                        help="dataset(s) to cache, repeatable (default: DATASETS.TRAIN and DATASETS.TEST)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="dataset(s) to cache, repeatable (default: DATASETS.TRAIN and DATASETS.TEST)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
     cfg = setup_cfg(args.config_file, args.opts)
-    names = [n for arg in args.dataset for n in arg.split(",") if n] or list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    names = [n for arg in args.dataset for n in arg.split(",") if n] or list(cfg.DATASETS.TRAIN) + list(
+        cfg.DATASETS.TEST
+    )
     if not names:
         raise InputError(args.config_file or "<config>", "no datasets given (--dataset or DATASETS.TRAIN)")
     unknown = [n for n in names if n not in DatasetCatalog.list()]

@@ -1,4 +1,5 @@
 """Choosing which slices of a volume form one training clip."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ class SliceSamplingSettings:
     random_direction: bool = True
 
     @classmethod
-    def from_cfg(cls, cfg) -> "SliceSamplingSettings":
+    def from_cfg(cls, cfg) -> SliceSamplingSettings:
         vol = cfg.INPUT.VOLUME
-        return cls(int(vol.NUM_SLICES), tuple(map(int, vol.SLICE_GAP)), float(vol.FOREGROUND_PROB),
-                   bool(vol.RANDOM_DIRECTION))
+        return cls(
+            int(vol.NUM_SLICES), tuple(map(int, vol.SLICE_GAP)), float(vol.FOREGROUND_PROB), bool(vol.RANDOM_DIRECTION)
+        )
 
 
 def sample_slice_indices(rng: np.random.Generator, presence: np.ndarray, settings: SliceSamplingSettings) -> list[int]:

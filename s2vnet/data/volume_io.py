@@ -18,13 +18,14 @@ short or holding NaN is refused (:mod:`s2vnet.data.nifti`; ITK reads both as zer
 a regular orthogonal stack (:mod:`s2vnet.data.dicom`), and voxel sizes must lie in
 ``INPUT.VOLUME.SPACING_RANGE``.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,8 +36,16 @@ from s2vnet.data.validate import VolumeLimits, check_spacing, check_voxel_count
 from s2vnet.errors import InputError
 
 __all__ = [
-    "Geometry", "Volume", "read_volume", "read_label", "write_volume", "check_same_grid",
-    "IMAGE_SUFFIXES", "WRITE_SUFFIXES", "SINGLE_FILE_SUFFIXES", "matching_suffix",
+    "Geometry",
+    "Volume",
+    "read_volume",
+    "read_label",
+    "write_volume",
+    "check_same_grid",
+    "IMAGE_SUFFIXES",
+    "WRITE_SUFFIXES",
+    "SINGLE_FILE_SUFFIXES",
+    "matching_suffix",
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -62,7 +71,7 @@ class Geometry:
     direction: tuple[float, ...]
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> "Geometry":
+    def from_sitk(cls, image: sitk.Image) -> Geometry:
         """Geometry of a 3D SimpleITK image."""
         return cls(
             shape=tuple(int(s) for s in reversed(image.GetSize())),
@@ -87,7 +96,7 @@ class Geometry:
         offset = np.asarray(point, dtype=float) - np.asarray(self.origin)
         return tuple(float(v) for v in np.linalg.solve(matrix, offset))
 
-    def differences(self, other: "Geometry") -> list[str]:
+    def differences(self, other: Geometry) -> list[str]:
         """Human-readable list of what differs between two grids (empty when they match).
 
         Tolerances: spacing 1e-4 relative, origin 1% of the smallest voxel, direction 1e-4.
@@ -138,8 +147,14 @@ def _sitk_call(call, path: Path):
 
 
 # ITK chooses a reader by the lower-case suffix (an upper-case ".MHA" finds none): name it from the suffix.
-_IMAGE_IO = {".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO",
-             ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
+_IMAGE_IO = {
+    ".nii.gz": "NiftiImageIO",
+    ".nii": "NiftiImageIO",
+    ".nrrd": "NrrdImageIO",
+    ".nhdr": "NrrdImageIO",
+    ".mha": "MetaImageIO",
+    ".mhd": "MetaImageIO",
+}
 
 
 def _read_file(path: Path, limits: VolumeLimits) -> sitk.Image:
@@ -169,7 +184,9 @@ def _read_sitk(path: Path, limits: VolumeLimits, series_uid: str | None, strict_
 def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
     """Accept 3D scalar images, and 4D ones whose last axis has length 1."""
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar volume")
+        raise InputError(
+            path, f"has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar volume"
+        )
     size = image.GetSize()
     if image.GetDimension() == 4 and size[3] == 1:
         return image[:, :, :, 0]
@@ -178,8 +195,13 @@ def _as_3d(image: sitk.Image, path: Path) -> sitk.Image:
     return image
 
 
-def read_volume(path: str | os.PathLike, limits: VolumeLimits | None = None, *, series_uid: str | None = None,
-                strict_series: bool = False) -> Volume:
+def read_volume(
+    path: str | os.PathLike,
+    limits: VolumeLimits | None = None,
+    *,
+    series_uid: str | None = None,
+    strict_series: bool = False,
+) -> Volume:
     """Read a 3D image file or DICOM series folder.
 
     Args:
@@ -213,7 +235,9 @@ def check_same_grid(reference: Geometry, other: Geometry, source: str | os.PathL
         raise InputError(source, "label is not on its image's grid: " + "; ".join(diffs))
 
 
-def read_label(path: str | os.PathLike, reference: Geometry | None = None, limits: VolumeLimits | None = None) -> Volume:
+def read_label(
+    path: str | os.PathLike, reference: Geometry | None = None, limits: VolumeLimits | None = None
+) -> Volume:
     """Read an integer label volume, optionally checking it lies on ``reference``'s grid.
 
     Float-typed label files are accepted when every value is an integer (a common NIfTI export).

@@ -41,9 +41,10 @@ Everything runs inside the bounding box of the object (or of the error), grown b
 voxel, which gives the uncropped answer: on a 512 x 512 x 200 volume with a liver-sized object
 (2-core CPU) :func:`first_click` takes about 0.26 s and :func:`next_click` 0.3 s.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -59,8 +60,16 @@ ERROR_CONNECTIVITY = 1
 CHALLENGE_CONNECTIVITY = 3
 _DISTANCE_TIE_MM = 1e-9
 
-__all__ = ["first_click", "next_click", "simulate_round", "challenge_click", "challenge_round", "noc",
-           "ERROR_CONNECTIVITY", "CHALLENGE_CONNECTIVITY"]
+__all__ = [
+    "first_click",
+    "next_click",
+    "simulate_round",
+    "challenge_click",
+    "challenge_round",
+    "noc",
+    "ERROR_CONNECTIVITY",
+    "CHALLENGE_CONNECTIVITY",
+]
 
 
 def _as_mask(array: np.ndarray, name: str) -> np.ndarray:
@@ -166,7 +175,7 @@ def largest_error_component(
 
 
 def _error_box(pred_mask: np.ndarray, gt_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple] | None:
-    """``(pred, gt, box)``: both as bool masks of one shape and the bounding box of their disagreement; None if equal."""
+    """``(pred, gt, box)``: both as bool masks of one shape, and the box of their disagreement; None if equal."""
     pred, gt = _as_mask(pred_mask, "pred_mask"), _as_mask(gt_mask, "gt_mask")
     if pred.shape != gt.shape:
         raise ValueError(f"pred_mask and gt_mask differ in shape: {pred.shape} vs {gt.shape}")

@@ -18,14 +18,15 @@ with the dataset's label map, so metrics use the input spacing.
 
 It returns the flat summary Detectron2 prints (:func:`flat_summary`).
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from detectron2.data import MetadataCatalog
@@ -44,8 +45,15 @@ METRICS = ("dice", "hd95", "nsd", "gt_voxels", "pred_voxels")
 class VolumeSegEvaluator(DatasetEvaluator):
     """Per case and class DSC / HD95 / NSD, plus each click protocol's DSC-vs-clicks curve and scores."""
 
-    def __init__(self, dataset_name: str, output_dir: str | os.PathLike | None, *, tolerance_mm: Sequence[float] | float = 2.0,
-                 empty_hd95: float = 50.0, noc_cap: int = 20) -> None:
+    def __init__(
+        self,
+        dataset_name: str,
+        output_dir: str | os.PathLike | None,
+        *,
+        tolerance_mm: Sequence[float] | float = 2.0,
+        empty_hd95: float = 50.0,
+        noc_cap: int = 20,
+    ) -> None:
         """
         Args:
             dataset_name: a registered dataset (class names and label map come from its metadata).
@@ -65,7 +73,9 @@ class VolumeSegEvaluator(DatasetEvaluator):
 
     def _ground_truth(self, record: dict) -> tuple[np.ndarray, tuple[float, float, float]]:
         label = read_label(record["sem_seg_file_name"])
-        encoded = label_map_for(record.get("dataset_name", self.dataset_name)).encode(label.array, record["sem_seg_file_name"])
+        encoded = label_map_for(record.get("dataset_name", self.dataset_name)).encode(
+            label.array, record["sem_seg_file_name"]
+        )
         return encoded, label.geometry.spacing
 
     def _rows_for(self, case: str, protocol: ClickProtocol | None, clicks: int, pred, gt, spacing) -> list[dict]:
@@ -74,8 +84,17 @@ class VolumeSegEvaluator(DatasetEvaluator):
         tolerance = self.tolerance_mm if fixed is None else fixed
         rows = per_class_metrics(pred, gt, spacing, len(self.class_names), tolerance, self.empty_hd95)
         stage, name = ("automatic", "") if protocol is None else ("interactive", protocol.name)
-        return [{"case": case, "class": self.class_names[r["class"]], "stage": stage, "protocol": name,
-                 "clicks": clicks, **{k: r[k] for k in METRICS}} for r in rows]
+        return [
+            {
+                "case": case,
+                "class": self.class_names[r["class"]],
+                "stage": stage,
+                "protocol": name,
+                "clicks": clicks,
+                **{k: r[k] for k in METRICS},
+            }
+            for r in rows
+        ]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
         for record, output in zip(inputs, outputs):
@@ -119,8 +138,10 @@ def _atomic_text(path: Path, text: str) -> None:
 def _stage_summary(rows: list[dict], class_names: list[str]) -> dict:
     """Means over cases per class, and over classes, for the rows of one stage (classes absent from GT skipped)."""
     present = [r for r in rows if r["gt_voxels"] > 0]
-    per_class = {name: {m: finite_mean(r[m] for r in present if r["class"] == name) for m in ("dice", "hd95", "nsd")}
-                 for name in class_names}
+    per_class = {
+        name: {m: finite_mean(r[m] for r in present if r["class"] == name) for m in ("dice", "hd95", "nsd")}
+        for name in class_names
+    }
     return {"mean": {m: finite_mean(r[m] for r in present) for m in ("dice", "hd95", "nsd")}, "per_class": per_class}
 
 
@@ -128,8 +149,12 @@ def _protocol_summary(rows: list[dict], class_names: list[str], protocol: ClickP
     """The metrics.json entry of one click protocol from its rows."""
     rounds = sorted({r["clicks"] for r in rows})
     curve = {k: _stage_summary([r for r in rows if r["clicks"] == k], class_names) for k in rounds}
-    return {"clicks": rounds, "dice_vs_clicks": [curve[k]["mean"]["dice"] for k in rounds],
-            "per_click": {str(k): curve[k] for k in rounds}, **protocol.score(rows, noc_cap)}
+    return {
+        "clicks": rounds,
+        "dice_vs_clicks": [curve[k]["mean"]["dice"] for k in rounds],
+        "per_click": {str(k): curve[k] for k in rounds},
+        **protocol.score(rows, noc_cap),
+    }
 
 
 def summarize(rows: list[dict], class_names: list[str], noc_cap: int) -> dict:
@@ -140,8 +165,12 @@ def summarize(rows: list[dict], class_names: list[str], noc_cap: int) -> dict:
         out["automatic"] = _stage_summary(auto, class_names)
     names = list(dict.fromkeys(r["protocol"] for r in rows if r["stage"] == "interactive"))
     if names:
-        out["interactive"] = {name: _protocol_summary([r for r in rows if r["protocol"] == name], class_names,
-                                                      CLICK_PROTOCOLS[name], noc_cap) for name in names}
+        out["interactive"] = {
+            name: _protocol_summary(
+                [r for r in rows if r["protocol"] == name], class_names, CLICK_PROTOCOLS[name], noc_cap
+            )
+            for name in names
+        }
     return out
 
 

@@ -54,10 +54,11 @@ scipy 1.17) for a 512 x 512 x 200 pair of liver-sized smooth blobs (about 1.2 M 
 ``nsd`` 0.65 s, ``per_class_metrics`` for that one class 1.5 s. On the same pair medpy's ``hd95``
 (no cropping) takes 22 s and DeepMind's ``compute_surface_distances`` + surface Dice 1.1 s.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -132,9 +133,9 @@ def crop_padded(array: np.ndarray, box: Sequence[slice], margin: int) -> np.ndar
     """
     lo = [s.start - margin for s in box]
     hi = [s.stop + margin for s in box]
-    out = np.zeros([h - l for l, h in zip(lo, hi)], dtype=array.dtype)
-    src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(lo, hi, array.shape))
-    dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
+    out = np.zeros([b - a for a, b in zip(lo, hi)], dtype=array.dtype)
+    src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, array.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo))
     out[dst] = array[src]
     return out
 
@@ -483,9 +484,7 @@ def per_class_metrics(
     pred_labels, gt_labels = check_labels(pred_labels, gt_labels)
     spacing = _check_spacing(spacing)
     tolerances = (
-        [float(tolerance_mm)] * num_classes
-        if np.ndim(tolerance_mm) == 0
-        else [float(t) for t in tolerance_mm]  # type: ignore[union-attr]
+        [float(tolerance_mm)] * num_classes if np.ndim(tolerance_mm) == 0 else [float(t) for t in tolerance_mm]  # type: ignore[union-attr]
     )
     if len(tolerances) != num_classes:
         raise ValueError(f"tolerance_mm has {len(tolerances)} entries for {num_classes} classes")

@@ -29,10 +29,11 @@ Protocols
   :func:`trapezoid_auc`) and final DSC / NSD are the step-5 values; the dataset numbers are means over
   cases.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,8 +41,17 @@ from s2vnet.data.clicks import Click
 from s2vnet.errors import InputError
 from s2vnet.evaluation.clicks import challenge_round, noc, simulate_round
 
-__all__ = ["ClickProtocol", "CLICK_PROTOCOLS", "protocols_named", "finite_mean", "challenge_nsd", "trapezoid_auc",
-           "challenge_case_scores", "challenge_scores", "noc_scores"]
+__all__ = [
+    "ClickProtocol",
+    "CLICK_PROTOCOLS",
+    "protocols_named",
+    "finite_mean",
+    "challenge_nsd",
+    "trapezoid_auc",
+    "challenge_case_scores",
+    "challenge_scores",
+    "noc_scores",
+]
 
 # fn(pred_labels (z, y, x), gt_labels (z, y, x), num_classes, rng, spacing (z, y, x) mm, round_index, *, frame)
 #   -> clicks of the round
@@ -135,8 +145,14 @@ def challenge_case_scores(rows: list[dict]) -> dict:
         return {}
     dsc = [finite_mean(r["dice"] for r in present if r["clicks"] == k) for k in steps]
     nsd = [challenge_nsd(d, finite_mean(r["nsd"] for r in present if r["clicks"] == k)) for d, k in zip(dsc, steps)]
-    return {"dsc": dsc, "nsd": nsd, "dsc_auc": trapezoid_auc(dsc), "nsd_auc": trapezoid_auc(nsd),
-            "final_dsc": dsc[-1], "final_nsd": nsd[-1]}
+    return {
+        "dsc": dsc,
+        "nsd": nsd,
+        "dsc_auc": trapezoid_auc(dsc),
+        "nsd_auc": trapezoid_auc(nsd),
+        "final_dsc": dsc[-1],
+        "final_nsd": nsd[-1],
+    }
 
 
 def challenge_scores(rows: list[dict], noc_cap: int) -> dict:
@@ -157,25 +173,46 @@ def challenge_scores(rows: list[dict], noc_cap: int) -> dict:
     keys = ("dsc_auc", "nsd_auc", "final_dsc", "final_nsd")
     out = {k: finite_mean(s[k] for s in cases.values()) for k in keys}
     steps = max((len(s["dsc"]) for s in cases.values()), default=0)
-    out["per_step"] = {m: [finite_mean(s[m][i] for s in cases.values() if i < len(s[m])) for i in range(steps)]
-                       for m in ("dsc", "nsd")}
+    out["per_step"] = {
+        m: [finite_mean(s[m][i] for s in cases.values() if i < len(s[m])) for i in range(steps)] for m in ("dsc", "nsd")
+    }
     out["per_case"] = cases
     return out
 
 
-def _challenge_place(pred_labels: np.ndarray, gt_labels: np.ndarray, num_classes: int, rng: np.random.Generator,
-                     spacing, round_index: int, *, frame: str) -> list[Click]:
+def _challenge_place(
+    pred_labels: np.ndarray,
+    gt_labels: np.ndarray,
+    num_classes: int,
+    rng: np.random.Generator,
+    spacing,
+    round_index: int,
+    *,
+    frame: str,
+) -> list[Click]:
     """The challenge's step: every step corrects the current prediction, distances in voxel units."""
     return challenge_round(pred_labels, gt_labels, num_classes, rng, frame=frame)
 
 
 # TEST.S2VNET.PROTOCOL names -> protocols (members called as in the module docstring).
 CLICK_PROTOCOLS: dict[str, ClickProtocol] = {
-    "paper": ClickProtocol("paper", simulate_round, noc_scores,
-                           (("noc85", "NoC@85 (3D Dice)"), ("noc90", "NoC@90 (3D Dice)"))),
-    "cvpr25": ClickProtocol("cvpr25", _challenge_place, challenge_scores,
-                            (("dsc_auc", "DSC_AUC (0-4)"), ("nsd_auc", "NSD_AUC (0-4)"), ("final_dsc", "final DSC"),
-                             ("final_nsd", "final NSD")), rounds=5, nsd_tolerance_mm=2.0, flat_prefix="cvpr25_"),
+    "paper": ClickProtocol(
+        "paper", simulate_round, noc_scores, (("noc85", "NoC@85 (3D Dice)"), ("noc90", "NoC@90 (3D Dice)"))
+    ),
+    "cvpr25": ClickProtocol(
+        "cvpr25",
+        _challenge_place,
+        challenge_scores,
+        (
+            ("dsc_auc", "DSC_AUC (0-4)"),
+            ("nsd_auc", "NSD_AUC (0-4)"),
+            ("final_dsc", "final DSC"),
+            ("final_nsd", "final NSD"),
+        ),
+        rounds=5,
+        nsd_tolerance_mm=2.0,
+        flat_prefix="cvpr25_",
+    ),
 }
 
 

@@ -6,11 +6,13 @@ again from the automatic result and run the protocol's rounds: its clicks, simul
 grid, each followed by an interactive round of decoder sweeps. Predictions go back to the input grid for
 the metrics (and, optionally, to NIfTI files).
 """
+
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -36,8 +38,16 @@ def protocol_rng(seed: int, case_id: str, protocol: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(case_id.encode()), zlib.crc32(protocol.encode())])
 
 
-def run_protocol(engine: VolumeInference, features: VolumeFeatures, start: InteractionState, automatic: np.ndarray,
-                 prepared: PreparedVolume, protocol: ClickProtocol, rounds: int, rng: np.random.Generator) -> dict:
+def run_protocol(
+    engine: VolumeInference,
+    features: VolumeFeatures,
+    start: InteractionState,
+    automatic: np.ndarray,
+    prepared: PreparedVolume,
+    protocol: ClickProtocol,
+    rounds: int,
+    rng: np.random.Generator,
+) -> dict:
     """``rounds`` rounds of one click protocol from the automatic state.
 
     Args:
@@ -50,8 +60,9 @@ def run_protocol(engine: VolumeInference, features: VolumeFeatures, start: Inter
     state, current = start, automatic
     out: dict = {"rounds": [], "clicks": []}
     for r in range(rounds):
-        clicks = protocol.place(current, prepared.label, engine.num_classes, rng, prepared.spacing, r,
-                                frame=CLICK_FRAME)
+        clicks = protocol.place(
+            current, prepared.label, engine.num_classes, rng, prepared.spacing, r, frame=CLICK_FRAME
+        )
         if clicks:  # no error left: the volume stays as it is
             state = engine.interactive_round(features, state, clicks)
             current = engine.labels(state.fused, features.image_hw, features.padded_hw)
@@ -60,8 +71,13 @@ def run_protocol(engine: VolumeInference, features: VolumeFeatures, start: Inter
     return out
 
 
-def run_case(engine: VolumeInference, prepared: PreparedVolume, plan: Sequence[tuple[ClickProtocol, int]],
-             rng_for: Callable[[str], np.random.Generator], automatic: bool = True) -> dict:
+def run_case(
+    engine: VolumeInference,
+    prepared: PreparedVolume,
+    plan: Sequence[tuple[ClickProtocol, int]],
+    rng_for: Callable[[str], np.random.Generator],
+    automatic: bool = True,
+) -> dict:
     """Automatic labels and each protocol's rounds, all on the working grid ``(Z, Y, X)``; slices encoded once.
 
     Args:
@@ -75,8 +91,9 @@ def run_case(engine: VolumeInference, prepared: PreparedVolume, plan: Sequence[t
     features = engine.encode(prepared.image)
     start = engine.start(features)
     auto = engine.labels(start.fused, features.image_hw, features.padded_hw)
-    runs = {p.name: run_protocol(engine, features, start, auto, prepared, p, rounds, rng_for(p.name))
-            for p, rounds in plan}
+    runs = {
+        p.name: run_protocol(engine, features, start, auto, prepared, p, rounds, rng_for(p.name)) for p, rounds in plan
+    }
     return {"automatic": auto if automatic else None, "protocols": runs}
 
 
@@ -87,8 +104,9 @@ def evaluation_plan(test) -> list[tuple[ClickProtocol, int]]:
     return [(p, p.num_rounds(test.ROUNDS)) for p in protocols_named(test.PROTOCOL)]
 
 
-def evaluate_dataset(cfg, model, dataset_name: str, output_dir: str | Path | None,
-                     evaluator: DatasetEvaluator | None = None) -> dict:
+def evaluate_dataset(
+    cfg, model, dataset_name: str, output_dir: str | Path | None, evaluator: DatasetEvaluator | None = None
+) -> dict:
     """Run the evaluation protocol of ``cfg.TEST.S2VNET`` on one dataset; cases are split over ranks.
 
     ``evaluator`` receives each case as ``process([record], [{"automatic", "protocols"}])`` (labels on the input
@@ -98,24 +116,35 @@ def evaluate_dataset(cfg, model, dataset_name: str, output_dir: str | Path | Non
     test = cfg.TEST.S2VNET
     automatic = MODES[test.MODE][0]
     plan = evaluation_plan(test)
-    records = DatasetCatalog.get(dataset_name)[comm.get_rank()::comm.get_world_size()]
+    records = DatasetCatalog.get(dataset_name)[comm.get_rank() :: comm.get_world_size()]
     if evaluator is None:
         tolerance = list(test.NSD_TOLERANCE_MM)
-        evaluator = VolumeSegEvaluator(dataset_name, output_dir,
-                                       tolerance_mm=tolerance[0] if len(tolerance) == 1 else tolerance,
-                                       empty_hd95=test.EMPTY_HD95, noc_cap=test.NOC_CAP)
+        evaluator = VolumeSegEvaluator(
+            dataset_name,
+            output_dir,
+            tolerance_mm=tolerance[0] if len(tolerance) == 1 else tolerance,
+            empty_hd95=test.EMPTY_HD95,
+            noc_cap=test.NOC_CAP,
+        )
     evaluator.reset()
     engine = VolumeInference.from_cfg(model, cfg)
     settings, label_map = PreprocessSettings.from_cfg(cfg), label_map_for(dataset_name)
     for record in tqdm(records, desc=f"evaluate {dataset_name}", unit="volume"):
-        prepared = prepare_volume(record["file_name"], record["modality"], settings, record["sem_seg_file_name"], label_map)
-        result = run_case(engine, prepared, plan, lambda name: protocol_rng(test.CLICK_SEED, record["case_id"], name),
-                          automatic)
-        on_input = {"automatic": None if result["automatic"] is None else prepared.to_input_grid(result["automatic"]),
-                    "protocols": {name: [prepared.to_input_grid(r) for r in run["rounds"]]
-                                  for name, run in result["protocols"].items()}}
+        prepared = prepare_volume(
+            record["file_name"], record["modality"], settings, record["sem_seg_file_name"], label_map
+        )
+        rng_for = functools.partial(protocol_rng, test.CLICK_SEED, record["case_id"])
+        result = run_case(engine, prepared, plan, rng_for, automatic)
+        on_input = {
+            "automatic": None if result["automatic"] is None else prepared.to_input_grid(result["automatic"]),
+            "protocols": {
+                name: [prepared.to_input_grid(r) for r in run["rounds"]] for name, run in result["protocols"].items()
+            },
+        }
         if output_dir and test.SAVE_PREDICTIONS:
-            save_case(Path(output_dir), record, prepared, result, on_input, MetadataCatalog.get(dataset_name).stuff_classes)
+            save_case(
+                Path(output_dir), record, prepared, result, on_input, MetadataCatalog.get(dataset_name).stuff_classes
+            )
         evaluator.process([record], [on_input])
     return evaluator.evaluate()
 
@@ -140,4 +169,6 @@ def save_case(folder: Path, record: dict, prepared: PreparedVolume, result: dict
         if run["rounds"]:
             clicks = [c for round_clicks in run["clicks"] for c in round_clicks]
             columns.append((f"{name}, {len(run['rounds'])} rounds", run["rounds"][-1], clicks))
-    save_montage(str(folder / f"{case}_montage.png"), prepared.image, columns, class_names, f"{record['dataset_name']} / {case}")
+    save_montage(
+        str(folder / f"{case}_montage.png"), prepared.image, columns, class_names, f"{record['dataset_name']} / {case}"
+    )

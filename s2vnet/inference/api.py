@@ -14,14 +14,15 @@
 
 Clicks are described once, in :mod:`s2vnet.data.clicks` (frames, JSON keys, validation).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -81,8 +82,9 @@ def sidecar_path(path: Path) -> Path:
 class Predictor:
     """A loaded model plus its preprocessing: ``segment(path_or_array)`` gives labels on the input grid."""
 
-    def __init__(self, cfg, weights: str | os.PathLike | None = None, device: str | None = None,
-                 progress: bool = False) -> None:
+    def __init__(
+        self, cfg, weights: str | os.PathLike | None = None, device: str | None = None, progress: bool = False
+    ) -> None:
         cfg = cfg.clone()
         cfg.defrost()
         cfg.MODEL.DEVICE = resolve_device(device)
@@ -97,18 +99,27 @@ class Predictor:
         self.engine = VolumeInference.from_cfg(self.model, cfg, progress=progress)
 
     @classmethod
-    def from_files(cls, config_file: str, weights: str | None, opts: Sequence[str] = (), device: str | None = None,
-                   progress: bool = False) -> "Predictor":
+    def from_files(
+        cls,
+        config_file: str,
+        weights: str | None,
+        opts: Sequence[str] = (),
+        device: str | None = None,
+        progress: bool = False,
+    ) -> Predictor:
         """Build from a YAML config, a checkpoint and ``KEY VALUE`` overrides."""
         return cls(setup_cfg(config_file, list(opts)), weights, device, progress)
 
-    def prepare(self, image: str | os.PathLike | np.ndarray, modality: str = "CT",
-                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> PreparedVolume:
+    def prepare(
+        self, image: str | os.PathLike | np.ndarray, modality: str = "CT", spacing: Sequence[float] = (1.0, 1.0, 1.0)
+    ) -> PreparedVolume:
         """Read and preprocess a scan (file, DICOM folder, or an array ``(z, y, x)`` with ``spacing`` (z, y, x) mm)."""
         if isinstance(image, np.ndarray):
             check_array_volume(image, spacing, "<array>", self.settings.limits)
             tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"s2vnet-{uuid.uuid4().hex[:8]}.mha"
-            geometry = Geometry(tuple(image.shape), tuple(map(float, spacing)), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+            geometry = Geometry(
+                tuple(image.shape), tuple(map(float, spacing)), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)
+            )
             sitk.WriteImage(geometry.to_sitk(image), str(tmp))
             try:
                 return prepare_volume(tmp, modality, self.settings)
@@ -116,8 +127,9 @@ class Predictor:
                 tmp.unlink(missing_ok=True)
         return prepare_volume(image, modality, self.settings)
 
-    def segment(self, image: str | os.PathLike | np.ndarray, modality: str = "CT",
-                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> SegmentationResult:
+    def segment(
+        self, image: str | os.PathLike | np.ndarray, modality: str = "CT", spacing: Sequence[float] = (1.0, 1.0, 1.0)
+    ) -> SegmentationResult:
         """Automatic segmentation of a whole volume."""
         prepared = self.prepare(image, modality, spacing)
         features = self.engine.encode(prepared.image)
@@ -128,8 +140,9 @@ class Predictor:
         """Class index (0-based) from a class name or a label id ``1..K`` (as the clicks JSON gives it)."""
         return parse_click({"class": value, "voxel": [0, 0, 0]}, self.class_names, source=source).class_index
 
-    def working_clicks(self, prepared: PreparedVolume, clicks: Sequence[Click | dict],
-                       source: str = "clicks") -> list[Click]:
+    def working_clicks(
+        self, prepared: PreparedVolume, clicks: Sequence[Click | dict], source: str = "clicks"
+    ) -> list[Click]:
         """Validate clicks (objects or clicks-JSON dicts) against the classes and the volume; working frame."""
         frames = ClickFrames.of(prepared)
         out = []
@@ -146,9 +159,14 @@ class Predictor:
 class InteractiveSession:
     """Click-and-refine on one volume; the slice features are computed once for the whole session."""
 
-    def __init__(self, predictor: Predictor, image: str | os.PathLike | np.ndarray | PreparedVolume,
-                 modality: str = "CT", spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                 report: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        image: str | os.PathLike | np.ndarray | PreparedVolume,
+        modality: str = "CT",
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        report: ProgressFn | None = None,
+    ) -> None:
         """Encode the volume once and run the automatic segmentation (round 0).
 
         Args:
@@ -173,8 +191,9 @@ class InteractiveSession:
     def result(self) -> SegmentationResult:
         return SegmentationResult(self.labels, self.prepared.geometry, self.predictor.class_names)
 
-    def add_clicks(self, clicks: Sequence[Click | dict], source: str = "clicks",
-                   report: ProgressFn | None = None) -> np.ndarray:
+    def add_clicks(
+        self, clicks: Sequence[Click | dict], source: str = "clicks", report: ProgressFn | None = None
+    ) -> np.ndarray:
         """One refinement round with any number of clicks on any classes; returns the new labels (input grid).
 
         Args:

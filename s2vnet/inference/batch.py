@@ -15,16 +15,17 @@ Several processes are started by Detectron2's :func:`~detectron2.engine.launch`,
 starts training (``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``); without GPUs they are
 CPU processes (gloo), each given its share of the cores.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -39,8 +40,17 @@ from s2vnet.inference.output_paths import check_output_folder
 from s2vnet.inference.statistics import class_statistics, read_statistics_csv, write_statistics_csv
 from s2vnet.inference.writers import OutputFormat, SourceScan, resolve_format
 
-__all__ = ["ModelSpec", "FolderJob", "CaseOutcome", "plan_folder_job", "run_cases", "launch_folder_job",
-           "folder_worker", "finish_job", "prefetch"]
+__all__ = [
+    "ModelSpec",
+    "FolderJob",
+    "CaseOutcome",
+    "plan_folder_job",
+    "run_cases",
+    "launch_folder_job",
+    "folder_worker",
+    "finish_job",
+    "prefetch",
+]
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,13 @@ class _Loaded:
     prepared: PreparedVolume
 
 
-def plan_folder_job(source: str | os.PathLike, output: str | os.PathLike, format_name: str | None = None,
-                    modality: str = "CT", statistics: bool = False) -> FolderJob:
+def plan_folder_job(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    format_name: str | None = None,
+    modality: str = "CT",
+    statistics: bool = False,
+) -> FolderJob:
     """Find the cases and check the output folder and format; reads no scan and builds no model.
 
     Raises:
@@ -154,8 +169,11 @@ def _load(job: FolderJob, settings, case: Case) -> _Loaded:
 
 def _segment_and_write(predictor: Predictor, job: FolderJob, case: Case, loaded: _Loaded) -> None:
     result: SegmentationResult = InteractiveSession(predictor, loaded.prepared).result()
-    rows = (class_statistics(result.labels, loaded.volume.array, result.geometry, result.class_names, case.name)
-            if job.statistics else None)
+    rows = (
+        class_statistics(result.labels, loaded.volume.array, result.geometry, result.class_names, case.name)
+        if job.statistics
+        else None
+    )
     job.fmt.write(result, job.target(case), SourceScan(case.path))
     if rows is not None:  # after the segmentation: a case is done when both exist
         write_statistics_csv(rows, job.statistics_path(case))
@@ -167,8 +185,9 @@ def _reason(case: Case, err: Exception) -> str:
     return " ".join(text.split())[:500]
 
 
-def run_cases(predictor: Predictor, job: FolderJob, cases: Sequence[Case], rank: int = 0,
-              show_progress: bool = True) -> list[CaseOutcome]:
+def run_cases(
+    predictor: Predictor, job: FolderJob, cases: Sequence[Case], rank: int = 0, show_progress: bool = True
+) -> list[CaseOutcome]:
     """Segment ``cases`` (skipping finished ones), reading ahead; failures are recorded, not raised."""
     outcomes = [CaseOutcome(c.name, "skipped", rank=rank) for c in cases if job.is_done(c)]
     todo = [c for c in cases if not job.is_done(c)]
@@ -193,8 +212,12 @@ def run_cases(predictor: Predictor, job: FolderJob, cases: Sequence[Case], rank:
 
 
 def _merge_statistics(job: FolderJob) -> Path | None:
-    rows = [row for case in job.cases if job.statistics_path(case).is_file()
-            for row in read_statistics_csv(job.statistics_path(case))]
+    rows = [
+        row
+        for case in job.cases
+        if job.statistics_path(case).is_file()
+        for row in read_statistics_csv(job.statistics_path(case))
+    ]
     return write_statistics_csv(rows, job.statistics_csv) if job.statistics else None
 
 
@@ -202,8 +225,10 @@ def finish_job(job: FolderJob, outcomes: list[CaseOutcome], seconds: float) -> i
     """Merge the statistics, print the summary; 0 when no case failed, else 1."""
     counts = {s: sum(o.status == s for o in outcomes) for s in ("written", "skipped", "failed")}
     rate = f", {counts['written'] / (seconds / 60.0):.2f} cases/min" if counts["written"] and seconds > 0 else ""
-    print(f"{len(outcomes)} cases: {counts['written']} written, {counts['skipped']} skipped (already done), "
-          f"{counts['failed']} failed in {seconds:.1f} s{rate}; results in {job.output}")
+    print(
+        f"{len(outcomes)} cases: {counts['written']} written, {counts['skipped']} skipped (already done), "
+        f"{counts['failed']} failed in {seconds:.1f} s{rate}; results in {job.output}"
+    )
     merged = _merge_statistics(job)
     if merged is not None:
         print(f"statistics: {merged}")
@@ -211,8 +236,11 @@ def finish_job(job: FolderJob, outcomes: list[CaseOutcome], seconds: float) -> i
     for outcome in failed:
         print(f"  failed {outcome.name}: {outcome.reason}", file=sys.stderr)
     if failed:
-        print(f"error: {len(failed)} of {len(outcomes)} cases failed (listed above); fix them and run again: "
-              "finished cases are skipped", file=sys.stderr)
+        print(
+            f"error: {len(failed)} of {len(outcomes)} cases failed (listed above); fix them and run again: "
+            "finished cases are skipped",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
@@ -248,8 +276,14 @@ def _distributed_entry(model: ModelSpec, job: FolderJob) -> None:
         raise SystemExit(2) from None
 
 
-def launch_folder_job(model: ModelSpec, job: FolderJob, num_gpus: int = 1, num_machines: int = 1,
-                      machine_rank: int = 0, dist_url: str = "auto") -> int:
+def launch_folder_job(
+    model: ModelSpec,
+    job: FolderJob,
+    num_gpus: int = 1,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+) -> int:
     """Run ``job`` in ``num_gpus`` processes on each of ``num_machines`` machines; the run's exit code.
 
     With several processes the exit code is read from the outputs (1 if a case of this job has none), since
@@ -260,8 +294,14 @@ def launch_folder_job(model: ModelSpec, job: FolderJob, num_gpus: int = 1, num_m
     if num_gpus * num_machines == 1:
         return folder_worker(model, job)
     try:
-        launch(_distributed_entry, num_gpus, num_machines=num_machines, machine_rank=machine_rank,
-               dist_url=dist_url, args=(model, job))
+        launch(
+            _distributed_entry,
+            num_gpus,
+            num_machines=num_machines,
+            machine_rank=machine_rank,
+            dist_url=dist_url,
+            args=(model, job),
+        )
     except torch.multiprocessing.ProcessExitedException as err:
         return int(err.exit_code or 1)
     return 0 if all(job.is_done(c) for c in job.cases) else 1

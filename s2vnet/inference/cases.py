@@ -10,12 +10,13 @@
 A case is named after its file without the image suffix, or its folder; names that collide get their
 parent folders prepended (``p1_ct``, ``p2_ct``) until every name is unique.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from s2vnet.data.dicom import holds_dicom
 from s2vnet.data.volume_io import IMAGE_SUFFIXES, matching_suffix
@@ -76,7 +77,7 @@ def _number_repeats(names: list[str]) -> list[str]:
 
 
 def _name(path: Path, depth: int) -> str:
-    parents = [p for p in path.parent.parts[len(path.parent.parts) - depth:] if p != path.anchor] if depth else []
+    parents = [p for p in path.parent.parts[len(path.parent.parts) - depth :] if p != path.anchor] if depth else []
     raw = "_".join(parents + [_stem(path)])
     return "".join(ch if ch.isalnum() or ch in "-._" else "_" for ch in raw).lstrip(".") or "case"
 
@@ -115,7 +116,10 @@ def discover_cases(source: Path) -> list[Case]:
         raise InputError(source, "no such file or folder")
     paths = _scans_in(source) if source.is_dir() else read_case_list(source)
     if not paths:
-        what = ("holds no readable scans (NIfTI / NRRD / MHA files or DICOM series sub-folders)" if source.is_dir()
-                else "lists no scans")
+        what = (
+            "holds no readable scans (NIfTI / NRRD / MHA files or DICOM series sub-folders)"
+            if source.is_dir()
+            else "lists no scans"
+        )
         raise InputError(source, what)
     return [Case(n, p) for n, p in zip(case_names(paths), paths)]

@@ -1,4 +1,5 @@
 """Loading trained weights into a model built from a config."""
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ are empty take them from their file meta information (Media Storage SOP Class / 
 the same by definition); a series without Study, Series or Frame of Reference UID cannot be referenced and
 is refused with one line.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -55,8 +56,11 @@ def read_source_series(folder: Path, series_uid: str | None = None) -> list:
         datasets.append(ds)
     for key in _REQUIRED_UIDS:
         if not str(getattr(datasets[0], key, "") or ""):
-            raise InputError(folder, f"has no {key} (anonymised without new UIDs?), so a DICOM-SEG cannot reference "
-                                     "it; write .seg.nrrd or .nii.gz instead")
+            raise InputError(
+                folder,
+                f"has no {key} (anonymised without new UIDs?), so a DICOM-SEG cannot reference "
+                "it; write .seg.nrrd or .nii.gz instead",
+            )
     return datasets
 
 
@@ -71,8 +75,9 @@ def _fill_sop_uids(ds) -> None:
 def _check_grid(datasets: list, labels: np.ndarray, folder: Path) -> None:
     rows, cols = int(datasets[0].Rows), int(datasets[0].Columns)
     if labels.shape != (len(datasets), rows, cols):
-        raise InputError(folder, f"series has {len(datasets)} slices of {rows} x {cols}, but the labels are "
-                                 f"{labels.shape} (z, y, x)")
+        raise InputError(
+            folder, f"series has {len(datasets)} slices of {rows} x {cols}, but the labels are {labels.shape} (z, y, x)"
+        )
 
 
 def _coded(term: CodedTerm):
@@ -86,21 +91,35 @@ def _description(number: int, name: str, code: AnatomyCode, rgb: np.ndarray, int
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    algorithm = hd.AlgorithmIdentificationSequence(name="S2VNet", family=codes.cid7162.ArtificialIntelligence,
-                                                   version=_version())
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="S2VNet", family=codes.cid7162.ArtificialIntelligence, version=_version()
+    )
     description = hd.seg.SegmentDescription(
-        segment_number=number, segment_label=name[:64], segmented_property_category=_coded(code.category),
+        segment_number=number,
+        segment_label=name[:64],
+        segmented_property_category=_coded(code.category),
         segmented_property_type=_coded(code.type),
-        algorithm_type="SEMIAUTOMATIC" if interactive else "AUTOMATIC", algorithm_identification=algorithm,
-        tracking_uid=hd.UID(), tracking_id=name[:64],
-        display_color=hd.color.CIELabColor.from_rgb(*[float(v) * 255.0 for v in rgb]))
+        algorithm_type="SEMIAUTOMATIC" if interactive else "AUTOMATIC",
+        algorithm_identification=algorithm,
+        tracking_uid=hd.UID(),
+        tracking_id=name[:64],
+        display_color=hd.color.CIELabColor.from_rgb(*[float(v) * 255.0 for v in rgb]),
+    )
     if code.modifier is not None:
-        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [_coded(code.modifier)]
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            _coded(code.modifier)
+        ]
     return description
 
 
-def write_dicom_seg(labels: np.ndarray, class_names: list[str], path: Path, source_folder: Path,
-                    series_uid: str | None = None, interactive: bool = False) -> Path:
+def write_dicom_seg(
+    labels: np.ndarray,
+    class_names: list[str],
+    path: Path,
+    source_folder: Path,
+    series_uid: str | None = None,
+    interactive: bool = False,
+) -> Path:
     """Write ``labels`` as a DICOM-SEG referencing the DICOM series they were computed on.
 
     Args:
@@ -124,14 +143,27 @@ def write_dicom_seg(labels: np.ndarray, class_names: list[str], path: Path, sour
     numbering = np.zeros(max(present) + 1, dtype=np.uint8 if len(present) < 256 else np.uint16)
     numbering[present] = np.arange(1, len(present) + 1)
     colors = segment_colors(len(class_names))
-    descriptions = [_description(n + 1, class_names[v - 1], anatomy_code(class_names[v - 1]), colors[v - 1], interactive)
-                    for n, v in enumerate(present)]
+    descriptions = [
+        _description(n + 1, class_names[v - 1], anatomy_code(class_names[v - 1]), colors[v - 1], interactive)
+        for n, v in enumerate(present)
+    ]
     seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=numbering[labels], segmentation_type="BINARY",
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="S2VNet", manufacturer_model_name="S2VNet",
-        software_versions=_version(), device_serial_number="none", content_label="S2VNET",
-        content_description="S2VNet segmentation", series_description="S2VNet segmentation")
+        source_images=datasets,
+        pixel_array=numbering[labels],
+        segmentation_type="BINARY",
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="S2VNet",
+        manufacturer_model_name="S2VNet",
+        software_versions=_version(),
+        device_serial_number="none",
+        content_label="S2VNET",
+        content_description="S2VNet segmentation",
+        series_description="S2VNet segmentation",
+    )
     with atomic_path(Path(path), ".dcm") as tmp:
         seg.save_as(tmp)
     return Path(path)

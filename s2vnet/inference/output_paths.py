@@ -6,6 +6,7 @@ existing folder given as a file, an existing file given as a folder, a parent th
 that cannot be written (probed by creating and removing a temporary file, so permissions, read-only mounts
 and root's rights are all taken as they really are).
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,9 @@ def check_writable(target: Path) -> None:
 
 def _check_not_input(output: Path, scan: Path) -> None:
     if output.exists() and scan.exists() and output.resolve() == scan.resolve():
-        what = "folder; its scans would be mixed with the results" if scan.is_dir() else "scan; writing would overwrite it"
+        what = (
+            "folder; its scans would be mixed with the results" if scan.is_dir() else "scan; writing would overwrite it"
+        )
         raise InputError(output, f"is the input {what}")
     if scan.is_dir() and _same_or_inside(output, scan):
         raise InputError(output, f"lies inside the input folder {scan}; the next run would read it as input")
@@ -59,8 +62,11 @@ def check_output_file(output: Path, scan: Path) -> None:
     """
     output, scan = Path(output), Path(scan)
     if output.is_dir():
-        raise InputError(output, "is an existing folder; give a file name such as seg.nii.gz (a folder output is "
-                                 "for a folder or list of scans)")
+        raise InputError(
+            output,
+            "is an existing folder; give a file name such as seg.nii.gz (a folder output is "
+            "for a folder or list of scans)",
+        )
     _check_not_input(output, scan)
     check_writable(output)
 
@@ -76,7 +82,10 @@ def check_output_folder(output: Path, source: Path) -> None:
     if output.exists() and not output.is_dir():
         raise InputError(output, "is a file; a folder or list of scans is written into an output folder")
     if not output.exists() and format_of_path(output) is not None:
-        raise InputError(output, "is named like a file; a folder or list of scans is written into an output folder "
-                                 "(choose the file type with --format)")
+        raise InputError(
+            output,
+            "is named like a file; a folder or list of scans is written into an output folder "
+            "(choose the file type with --format)",
+        )
     _check_not_input(output, source)
     check_writable(output / "probe")

@@ -5,12 +5,13 @@ One row per case and class (every class, also those not found): voxel count, vol
 voxels in the input's stored units (Hounsfield units for CT, as SimpleITK reads DICOM and NIfTI with their
 rescale slope and intercept applied; scanner units for MRI). Intensities of an empty class are left blank.
 """
+
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -22,8 +23,9 @@ __all__ = ["STATISTICS_COLUMNS", "class_statistics", "write_statistics_csv", "re
 STATISTICS_COLUMNS = ("case", "class_id", "class", "voxels", "volume_ml", "mean_intensity", "median_intensity")
 
 
-def class_statistics(labels: np.ndarray, intensities: np.ndarray, geometry: Geometry, class_names: Sequence[str],
-                     case: str) -> list[dict]:
+def class_statistics(
+    labels: np.ndarray, intensities: np.ndarray, geometry: Geometry, class_names: Sequence[str], case: str
+) -> list[dict]:
     """Rows of :data:`STATISTICS_COLUMNS` for every class.
 
     Args:
@@ -41,10 +43,17 @@ def class_statistics(labels: np.ndarray, intensities: np.ndarray, geometry: Geom
     for c, name in enumerate(class_names):
         count = int(counts[c + 1])
         values = intensities[labels == c + 1].astype(np.float64) if count else None
-        rows.append({"case": case, "class_id": c + 1, "class": name, "voxels": count,
-                     "volume_ml": round(count * voxel_ml, 4),
-                     "mean_intensity": "" if values is None else round(float(values.mean()), 3),
-                     "median_intensity": "" if values is None else round(float(np.median(values)), 3)})
+        rows.append(
+            {
+                "case": case,
+                "class_id": c + 1,
+                "class": name,
+                "voxels": count,
+                "volume_ml": round(count * voxel_ml, 4),
+                "mean_intensity": "" if values is None else round(float(values.mean()), 3),
+                "median_intensity": "" if values is None else round(float(np.median(values)), 3),
+            }
+        )
     return rows
 
 

@@ -22,10 +22,11 @@ at 2 bytes per value on GPU (float16) and 4 on the CPU. Swin-B configs (256, 256
 values = 11.1 MB per slice in float16, 2.2 GB for 200 slices; the demo config (64, 64): 1.39 M values =
 5.6 MB per slice in float32.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -63,7 +64,9 @@ class VolumeFeatures:
 
     def slice(self, z: int, dtype: torch.dtype) -> SliceFeatures:
         """Features of slice ``z`` (batch of one) in the decoder's dtype."""
-        return SliceFeatures(self.mask_features[z:z + 1].to(dtype), [f[z:z + 1].to(dtype) for f in self.multi_scale])
+        return SliceFeatures(
+            self.mask_features[z : z + 1].to(dtype), [f[z : z + 1].to(dtype) for f in self.multi_scale]
+        )
 
 
 def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int], reached: torch.Tensor) -> torch.Tensor:
@@ -97,9 +100,16 @@ class InteractionState:
 class VolumeInference:
     """Drives a trained :class:`S2VNet` over whole volumes."""
 
-    def __init__(self, model: S2VNet, slice_batch_size: int = 16, round_fusion: str = "max",
-                 feature_dtype: torch.dtype | None = None, progress: bool = False, budget_mb: float = 0.0,
-                 round_scores: str = "click") -> None:
+    def __init__(
+        self,
+        model: S2VNet,
+        slice_batch_size: int = 16,
+        round_fusion: str = "max",
+        feature_dtype: torch.dtype | None = None,
+        progress: bool = False,
+        budget_mb: float = 0.0,
+        round_scores: str = "click",
+    ) -> None:
         """
         Args:
             model: the network (put in eval mode here).
@@ -126,11 +136,17 @@ class VolumeInference:
         self.budget_mb = float(budget_mb)
 
     @classmethod
-    def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> "VolumeInference":
+    def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> VolumeInference:
         """Engine with ``TEST.S2VNET.{SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES}``."""
         test = cfg.TEST.S2VNET
-        return cls(model, test.SLICE_BATCH_SIZE, test.ROUND_FUSION, progress=progress, budget_mb=test.ENCODE_BUDGET_MB,
-                   round_scores=test.ROUND_SCORES)
+        return cls(
+            model,
+            test.SLICE_BATCH_SIZE,
+            test.ROUND_FUSION,
+            progress=progress,
+            budget_mb=test.ENCODE_BUDGET_MB,
+            round_scores=test.ROUND_SCORES,
+        )
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
         """Slices per encode batch: the fixed size, or what fits the budget for slices of ``slice_hw``."""
@@ -150,7 +166,7 @@ class VolumeInference:
         masks, levels = [], []
         size = self.batch_size(tuple(image.shape[1:]))
         for start in _steps(range(0, volume.shape[0], size), "encode slices", "batch", self.progress, report):
-            chunk = volume[start:start + size][:, None]
+            chunk = volume[start : start + size][:, None]
             mask_features, multi_scale = self.model.encode(self.model.preprocess(chunk))
             masks.append(mask_features.to(self.feature_dtype))
             levels.append([f.to(self.feature_dtype) for f in multi_scale])
@@ -162,9 +178,16 @@ class VolumeInference:
         return next(self.model.decoder.parameters()).dtype
 
     @torch.no_grad()
-    def sweep(self, features: VolumeFeatures, order: Sequence[int], clicks: dict[int, dict] | None = None,
-              memory: ClickMemory | None = None, desc: str = "decode", report: ProgressFn | None = None,
-              click_only: bool = False) -> tuple[torch.Tensor, ClickMemory, torch.Tensor]:
+    def sweep(
+        self,
+        features: VolumeFeatures,
+        order: Sequence[int],
+        clicks: dict[int, dict] | None = None,
+        memory: ClickMemory | None = None,
+        desc: str = "decode",
+        report: ProgressFn | None = None,
+        click_only: bool = False,
+    ) -> tuple[torch.Tensor, ClickMemory, torch.Tensor]:
         """Decode slices in ``order`` carrying the state.
 
         Args:
@@ -200,8 +223,13 @@ class VolumeInference:
         """An interaction that begins from the automatic result (round 0)."""
         return InteractionState(self.automatic(features, report))
 
-    def interactive_round(self, features: VolumeFeatures, state: InteractionState, clicks: Sequence[Click],
-                          report: ProgressFn | None = None) -> InteractionState:
+    def interactive_round(
+        self,
+        features: VolumeFeatures,
+        state: InteractionState,
+        clicks: Sequence[Click],
+        report: ProgressFn | None = None,
+    ) -> InteractionState:
         """One refinement round with ``clicks`` (``working`` frame) on any classes, fused into ``state``.
 
         The decoder runs forward from the first clicked slice to the end and backward from the last clicked
@@ -214,10 +242,12 @@ class VolumeInference:
         by_slice = group_clicks(clicks, features.mask_features.device)
         lo_all, hi_all = min(c.slice_index for c in clicks), max(c.slice_index for c in clicks)
         only = self.round_scores == "click"
-        forward, memory, reach_f = self.sweep(features, range(lo_all, len(features)), by_slice, state.memory,
-                                              "clicks forward", report, only)
-        backward, _, reach_b = self.sweep(features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward",
-                                          report, only)
+        forward, memory, reach_f = self.sweep(
+            features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report, only
+        )
+        backward, _, reach_b = self.sweep(
+            features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report, only
+        )
         clicked = sorted({c.class_index for c in clicks})
         round_scores = state.fused.clone()
         reached = torch.zeros_like(reach_f)
@@ -225,9 +255,9 @@ class VolumeInference:
             zs = [c.slice_index for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
             round_scores[k, :lo], reached[k, :lo] = backward[k, :lo], reach_b[k, :lo]
-            round_scores[k, hi + 1:], reached[k, hi + 1:] = forward[k, hi + 1:], reach_f[k, hi + 1:]
-            round_scores[k, lo:hi + 1] = torch.maximum(forward[k, lo:hi + 1], backward[k, lo:hi + 1])
-            reached[k, lo:hi + 1] = reach_f[k, lo:hi + 1] | reach_b[k, lo:hi + 1]
+            round_scores[k, hi + 1 :], reached[k, hi + 1 :] = forward[k, hi + 1 :], reach_f[k, hi + 1 :]
+            round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
+            reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
         fused = self.fuse(state.fused, round_scores, clicked, reached)
         return InteractionState(fused, memory, state.rounds + 1)
 
@@ -265,7 +295,7 @@ def activation_mb_per_slice(model: S2VNet, slice_hw: tuple[int, int]) -> float:
     finally:
         for h in handles:
             h.remove()
-    return total[0] / 2 ** 20
+    return total[0] / 2**20
 
 
 def group_clicks(clicks: Sequence[Click], device: torch.device | str) -> dict[int, dict]:

@@ -17,15 +17,16 @@ atomically (a temporary name in the same folder, then :func:`os.replace`), so an
 leaves a half-written file. ``fmt.outputs(path)`` lists every file a write produces (resumable folder runs
 test them all).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -35,8 +36,18 @@ from s2vnet.errors import InputError
 from s2vnet.inference.api import SegmentationResult, sidecar_path
 from s2vnet.utils.visualize import class_colors
 
-__all__ = ["SourceScan", "OutputFormat", "OUTPUT_FORMATS", "ALL_SUFFIXES", "format_named", "format_of_path",
-           "resolve_format", "atomic_path", "write_slicer_segmentation", "segment_colors"]
+__all__ = [
+    "SourceScan",
+    "OutputFormat",
+    "OUTPUT_FORMATS",
+    "ALL_SUFFIXES",
+    "format_named",
+    "format_of_path",
+    "resolve_format",
+    "atomic_path",
+    "write_slicer_segmentation",
+    "segment_colors",
+]
 
 
 @dataclass(frozen=True)
@@ -125,9 +136,11 @@ def _write_label_map(result: SegmentationResult, path: Path, source: SourceScan)
 
 def _terminology(code: AnatomyCode) -> dict:
     """A Slicer ``TerminologyEntry`` (as :mod:`slicerio` writes it) from the coded anatomy."""
-    entry = {"contextName": "Segmentation category and type - DICOM master list",
-             "category": [code.category.scheme, code.category.value, code.category.meaning],
-             "type": [code.type.scheme, code.type.value, code.type.meaning]}
+    entry = {
+        "contextName": "Segmentation category and type - DICOM master list",
+        "category": [code.category.scheme, code.category.value, code.category.meaning],
+        "type": [code.type.scheme, code.type.value, code.type.meaning],
+    }
     if code.modifier is not None:
         entry["typeModifier"] = [code.modifier.scheme, code.modifier.value, code.modifier.meaning]
     return entry
@@ -162,11 +175,24 @@ def write_slicer_segmentation(labels: np.ndarray, geometry: Geometry, class_name
     colors = segment_colors(len(class_names))
     segments = []
     for c, name in enumerate(class_names):
-        segments.append({"id": f"Segment_{c + 1}", "name": name, "color": [round(float(v), 6) for v in colors[c]],
-                         "labelValue": c + 1, "layer": 0, "extent": _extent(voxels == c + 1),
-                         "terminology": _terminology(anatomy_code(name))})
-    segmentation = {"voxels": voxels, "ijkToLPS": _ijk_to_lps(geometry), "segments": segments,
-                    "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap"}
+        segments.append(
+            {
+                "id": f"Segment_{c + 1}",
+                "name": name,
+                "color": [round(float(v), 6) for v in colors[c]],
+                "labelValue": c + 1,
+                "layer": 0,
+                "extent": _extent(voxels == c + 1),
+                "terminology": _terminology(anatomy_code(name)),
+            }
+        )
+    segmentation = {
+        "voxels": voxels,
+        "ijkToLPS": _ijk_to_lps(geometry),
+        "segments": segments,
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+    }
     with atomic_path(path, ".seg.nrrd") as tmp:
         slicerio.write_segmentation(str(tmp), segmentation)
     return path
@@ -183,23 +209,39 @@ def _write_dicom_seg(result: SegmentationResult, path: Path, source: SourceScan)
     from s2vnet.inference.dicom_seg import write_dicom_seg  # imports highdicom only when used
 
     if not source.is_dicom:
-        raise InputError(source.path, "is not a DICOM series: a DICOM-SEG can only reference a DICOM input; "
-                                      "write .seg.nrrd or .nii.gz instead")
-    return write_dicom_seg(result.labels, result.class_names, path, source.path, source.series_uid,
-                           interactive=source.interactive)
+        raise InputError(
+            source.path,
+            "is not a DICOM series: a DICOM-SEG can only reference a DICOM input; write .seg.nrrd or .nii.gz instead",
+        )
+    return write_dicom_seg(
+        result.labels, result.class_names, path, source.path, source.series_uid, interactive=source.interactive
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the table
 
 
-OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType({f.name: f for f in (
-    OutputFormat("nifti", (".nii.gz", ".nii"), _write_label_map, True, False, "NIfTI label map + label-name JSON"),
-    OutputFormat("nrrd", (".nrrd",), _write_label_map, True, False, "NRRD label map + label-name JSON"),
-    OutputFormat("mha", (".mha",), _write_label_map, True, False, "MetaImage label map + label-name JSON"),
-    OutputFormat("slicer", (".seg.nrrd",), _write_slicer, False, False, "3D Slicer segmentation (.seg.nrrd)"),
-    OutputFormat("dicom-seg", (".seg.dcm", ".dcm"), _write_dicom_seg, False, True,
-                 "DICOM Segmentation (DICOM-series input only)"),
-)})
+OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            OutputFormat(
+                "nifti", (".nii.gz", ".nii"), _write_label_map, True, False, "NIfTI label map + label-name JSON"
+            ),
+            OutputFormat("nrrd", (".nrrd",), _write_label_map, True, False, "NRRD label map + label-name JSON"),
+            OutputFormat("mha", (".mha",), _write_label_map, True, False, "MetaImage label map + label-name JSON"),
+            OutputFormat("slicer", (".seg.nrrd",), _write_slicer, False, False, "3D Slicer segmentation (.seg.nrrd)"),
+            OutputFormat(
+                "dicom-seg",
+                (".seg.dcm", ".dcm"),
+                _write_dicom_seg,
+                False,
+                True,
+                "DICOM Segmentation (DICOM-series input only)",
+            ),
+        )
+    }
+)
 ALL_SUFFIXES: tuple[str, ...] = tuple(s for f in OUTPUT_FORMATS.values() for s in f.suffixes)
 
 
@@ -234,6 +276,8 @@ def resolve_format(output: Path, name: str | None, is_file: bool) -> OutputForma
         return by_suffix or OUTPUT_FORMATS["nifti"]
     fmt = format_named(name)
     if is_file and by_suffix is not fmt:
-        raise InputError(output, f"--format {fmt.name} writes {' or '.join(fmt.suffixes)} files; the output name "
-                                 "does not end with one")
+        raise InputError(
+            output,
+            f"--format {fmt.name} writes {' or '.join(fmt.suffixes)} files; the output name does not end with one",
+        )
     return fmt

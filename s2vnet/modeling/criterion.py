@@ -19,9 +19,10 @@ already multiplied by its weight, so the trainer just sums the values. Losses of
 (0 = earliest, in ``outputs["aux_outputs"]`` order) get the suffix ``_i`` (``loss_ce_0`` ...).
 All loss math runs in fp32, with autocast disabled.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,7 @@ def _target_points(targets: Sequence[dict], indices: Sequence[Indices], coords: 
         if count == 0:
             continue
         masks = target["masks"].to(coords.device)[tgt_idx.to(coords.device)].float().unsqueeze(1)  # (n, 1, H, W)
-        rows.append(point_sample(masks, coords[start:start + count])[:, 0])
+        rows.append(point_sample(masks, coords[start : start + count])[:, 0])
         start += count
     return torch.cat(rows)
 
@@ -190,8 +191,9 @@ class SetCriterion(nn.Module):
                     losses[name + suffix] = value
         return losses, final_indices
 
-    def layer_losses(self, layer: dict, targets: Sequence[dict], indices: Sequence[Indices],
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def layer_losses(
+        self, layer: dict, targets: Sequence[dict], indices: Sequence[Indices], generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Weighted losses of one layer's outputs under a given matching (keys without suffix)."""
         num_masks = max(sum(int(q.numel()) for q, _ in indices), 1)
         losses = {"loss_ce": self.class_weight * self.class_loss(layer["pred_logits"], targets, indices)}
@@ -204,16 +206,18 @@ class SetCriterion(nn.Module):
             losses["loss_kmeans_dice"] = self.kmeans_logit_weight * self.dice_weight * dice
         return losses
 
-    def class_loss(self, pred_logits: torch.Tensor, targets: Sequence[dict],
-                   indices: Sequence[Indices]) -> torch.Tensor:
+    def class_loss(
+        self, pred_logits: torch.Tensor, targets: Sequence[dict], indices: Sequence[Indices]
+    ) -> torch.Tensor:
         """Unweighted cross-entropy of all queries (unmatched -> no-object), fp32 scalar.
 
         Args:
             pred_logits: (B, N, K+1) class logits.
         """
         if pred_logits.shape[-1] != self.num_classes + 1:
-            raise ValueError(f"pred_logits has {pred_logits.shape[-1]} classes, expected num_classes + 1 = "
-                             f"{self.num_classes + 1}")
+            raise ValueError(
+                f"pred_logits has {pred_logits.shape[-1]} classes, expected num_classes + 1 = {self.num_classes + 1}"
+            )
         logits = pred_logits.float()
         classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
         for b, (query_idx, target_idx) in enumerate(indices):
@@ -222,8 +226,14 @@ class SetCriterion(nn.Module):
         weight = self.class_loss_weight.to(logits.device, torch.float32)
         return F.cross_entropy(logits.transpose(1, 2), classes, weight=weight)
 
-    def mask_losses(self, pred_masks: torch.Tensor, targets: Sequence[dict], indices: Sequence[Indices],
-                    num_masks: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def mask_losses(
+        self,
+        pred_masks: torch.Tensor,
+        targets: Sequence[dict],
+        indices: Sequence[Indices],
+        num_masks: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unweighted (BCE, dice) of the matched masks at importance-sampled points, each / ``num_masks``.
 
         Args:
@@ -237,8 +247,9 @@ class SetCriterion(nn.Module):
             zero = pred_masks.float().sum() * 0.0
             return zero, zero
         logits = pred_masks[batch_idx, query_idx].float().unsqueeze(1)  # (R, 1, h, w)
-        coords = uncertain_point_coords(logits, self.num_points, self.oversample_ratio,
-                                        self.importance_sample_ratio, generator)  # (R, P, 2)
+        coords = uncertain_point_coords(
+            logits, self.num_points, self.oversample_ratio, self.importance_sample_ratio, generator
+        )  # (R, P, 2)
         with torch.no_grad():
             point_targets = _target_points(targets, indices, coords)  # (R, P)
         point_logits = point_sample(logits, coords)[:, 0]  # (R, P)
@@ -247,7 +258,9 @@ class SetCriterion(nn.Module):
         return bce, dice
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, class_weight={self.class_weight}, mask_weight={self.mask_weight}, "
-                f"dice_weight={self.dice_weight}, no_object_weight={float(self.class_loss_weight[-1])}, "
-                f"kmeans_logit_weight={self.kmeans_logit_weight}, deep_supervision={self.deep_supervision}, "
-                f"num_points={self.num_points}")
+        return (
+            f"num_classes={self.num_classes}, class_weight={self.class_weight}, mask_weight={self.mask_weight}, "
+            f"dice_weight={self.dice_weight}, no_object_weight={float(self.class_loss_weight[-1])}, "
+            f"kmeans_logit_weight={self.kmeans_logit_weight}, deep_supervision={self.deep_supervision}, "
+            f"num_points={self.num_points}"
+        )

@@ -7,9 +7,10 @@ maximum of its distance transform (the slice border counts as outside), positive
 there is the class (a miss) and negative otherwise (an extra). Ties go to the first in raster order of
 the earliest slice, so the placement is deterministic.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -30,8 +31,9 @@ def _largest_region(error: np.ndarray) -> tuple[int, np.ndarray] | None:
     return int(sizes[best]), labels == best + 1
 
 
-def largest_error_click(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], class_index: int,
-                        ignore: int = 255) -> tuple[int, int, int, bool] | None:
+def largest_error_click(
+    pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], class_index: int, ignore: int = 255
+) -> tuple[int, int, int, bool] | None:
     """Where a user would click to correct class ``class_index`` on a clip.
 
     Args:
@@ -60,9 +62,14 @@ def largest_error_click(pred: Sequence[np.ndarray], gt: Sequence[np.ndarray], cl
 def with_click(clicks: dict | None, yx: tuple[int, int], class_index: int, positive: bool) -> dict:
     """A slice's click tensors with one more click (a new dict; ``clicks`` may be None)."""
     if clicks is None:
-        clicks = {"coords": torch.zeros((0, 2)), "classes": torch.zeros(0, dtype=torch.long),
-                  "positive": torch.zeros(0, dtype=torch.bool)}
+        clicks = {
+            "coords": torch.zeros((0, 2)),
+            "classes": torch.zeros(0, dtype=torch.long),
+            "positive": torch.zeros(0, dtype=torch.bool),
+        }
     coords = clicks["coords"]
-    return {"coords": torch.cat([coords, torch.tensor([yx], dtype=coords.dtype, device=coords.device)]),
-            "classes": torch.cat([clicks["classes"], clicks["classes"].new_tensor([class_index])]),
-            "positive": torch.cat([clicks["positive"], clicks["positive"].new_tensor([positive])])}
+    return {
+        "coords": torch.cat([coords, torch.tensor([yx], dtype=coords.dtype, device=coords.device)]),
+        "classes": torch.cat([clicks["classes"], clicks["classes"].new_tensor([class_index])]),
+        "positive": torch.cat([clicks["positive"], clicks["positive"].new_tensor([positive])]),
+    }

@@ -25,6 +25,7 @@ negatives next to the object, and error-driven negatives on the model's own fals
 move the centroid away from the clicked background. A class with no positive click yet gets no click
 centroid.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,9 +54,14 @@ class ClickMemory:
     negative_weight: dict[int, float] = field(default_factory=dict)
     count: dict[int, int] = field(default_factory=dict)
 
-    def copy(self) -> "ClickMemory":
-        return ClickMemory(dict(self.positive), dict(self.negative), dict(self.positive_weight),
-                           dict(self.negative_weight), dict(self.count))
+    def copy(self) -> ClickMemory:
+        return ClickMemory(
+            dict(self.positive),
+            dict(self.negative),
+            dict(self.positive_weight),
+            dict(self.negative_weight),
+            dict(self.count),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +115,18 @@ class CentroidBank(nn.Module):
     """Learned centroid slots plus the click -> centroid mapping."""
 
     @configurable
-    def __init__(self, *, num_classes: int, per_class: int, hidden_dim: int, feature_dim: int, beta: float = 0.8,
-                 adaptive: bool = True, slots: str = "per_click", feature_norm: str = "none") -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        per_class: int,
+        hidden_dim: int,
+        feature_dim: int,
+        beta: float = 0.8,
+        adaptive: bool = True,
+        slots: str = "per_click",
+        feature_norm: str = "none",
+    ) -> None:
         """
         Args:
             num_classes: K foreground classes; per_class: P slots per class (paper: 20).
@@ -137,9 +153,16 @@ class CentroidBank(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         s2v = cfg.MODEL.S2VNET
-        return {"num_classes": s2v.NUM_CLASSES, "per_class": s2v.CENTROIDS_PER_CLASS, "hidden_dim": s2v.HIDDEN_DIM,
-                "feature_dim": cfg.MODEL.PIXEL_DECODER.MASK_DIM, "beta": s2v.BETA, "adaptive": s2v.ADAPTIVE_SAMPLING,
-                "slots": s2v.CLICK_SLOTS, "feature_norm": s2v.CLICK_FEATURE_NORM}
+        return {
+            "num_classes": s2v.NUM_CLASSES,
+            "per_class": s2v.CENTROIDS_PER_CLASS,
+            "hidden_dim": s2v.HIDDEN_DIM,
+            "feature_dim": cfg.MODEL.PIXEL_DECODER.MASK_DIM,
+            "beta": s2v.BETA,
+            "adaptive": s2v.ADAPTIVE_SAMPLING,
+            "slots": s2v.CLICK_SLOTS,
+            "feature_norm": s2v.CLICK_FEATURE_NORM,
+        }
 
     @property
     def num_slots(self) -> int:
@@ -164,8 +187,9 @@ class CentroidBank(nn.Module):
             centroid = centroid + self.negative_ffn(self.normalise(memory.negative[k], memory.negative_weight[k]))
         return centroid
 
-    def click_centroids(self, features: torch.Tensor, clicks: dict, image_hw: tuple[int, int],
-                        memory: ClickMemory) -> tuple[list[ClickCentroid], ClickMemory]:
+    def click_centroids(
+        self, features: torch.Tensor, clicks: dict, image_hw: tuple[int, int], memory: ClickMemory
+    ) -> tuple[list[ClickCentroid], ClickMemory]:
         """Centroids for the clicks on one slice, in click order, and the updated memory.
 
         Every click first updates its class's accumulator; then, with ``per_click`` slots, each click gives a
@@ -193,6 +217,9 @@ class CentroidBank(nn.Module):
             if self.slots == "per_click" and k in new.positive:
                 out.append(ClickCentroid(self.click_slot(k, ordinal), k, self._centroid(new, k)))
         if self.slots == "shared":
-            out = [ClickCentroid(self.click_slot(k), k, self._centroid(new, k))
-                   for k in dict.fromkeys(classes) if k in new.positive]
+            out = [
+                ClickCentroid(self.click_slot(k), k, self._centroid(new, k))
+                for k in dict.fromkeys(classes)
+                if k in new.positive
+            ]
         return out, new

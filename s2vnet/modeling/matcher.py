@@ -19,10 +19,11 @@ Cost of query ``q`` for target ``t`` (all under ``torch.no_grad`` in fp32)::
     + cost_mask  * mean sigmoid-BCE(pred_mask[q], mask_t) over P shared uniform points
     + cost_dice  * dice cost(pred_mask[q], mask_t) over the same points
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -134,8 +135,9 @@ class HungarianMatcher(nn.Module):
     """Bipartite matching of queries to targets with forced (click-initialised) pairs; no parameters."""
 
     @configurable
-    def __init__(self, *, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0,
-                 num_points: int = 12544) -> None:
+    def __init__(
+        self, *, cost_class: float = 1.0, cost_mask: float = 1.0, cost_dice: float = 1.0, num_points: int = 12544
+    ) -> None:
         """
         Args:
             cost_class: weight of the (negative) class probability.
@@ -188,11 +190,19 @@ class HungarianMatcher(nn.Module):
             raise ValueError(f"{len(targets)} targets for a batch of {batch_size}")
         forced_list = _forced_per_image(forced, batch_size)
         with fp32_region(pred_logits.device):
-            return [self._match_image(pred_logits[b], pred_masks[b], targets[b], forced_list[b], generator)
-                    for b in range(batch_size)]
+            return [
+                self._match_image(pred_logits[b], pred_masks[b], targets[b], forced_list[b], generator)
+                for b in range(batch_size)
+            ]
 
-    def _match_image(self, logits: torch.Tensor, masks: torch.Tensor, target: dict,
-                     forced: torch.Tensor | None, generator: torch.Generator | None) -> Indices:
+    def _match_image(
+        self,
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        target: dict,
+        forced: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Indices:
         """One batch element: logits (N, K+1), masks (N, h, w) -> (query_idx, target_idx)."""
         num_queries, num_targets = logits.shape[0], target["labels"].shape[0]
         pairs = normalize_forced(forced, num_queries, num_targets)
@@ -209,8 +219,15 @@ class HungarianMatcher(nn.Module):
         order = query_idx.argsort()
         return query_idx[order], target_idx[order]
 
-    def _cost(self, logits: torch.Tensor, masks: torch.Tensor, target: dict, queries: torch.Tensor,
-              tgts: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _cost(
+        self,
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        target: dict,
+        queries: torch.Tensor,
+        tgts: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
         """(Q, T) fp32 CPU cost of the free queries against the free targets."""
         device = logits.device
         q_dev, t_dev = queries.to(device), tgts.to(device)
@@ -223,11 +240,15 @@ class HungarianMatcher(nn.Module):
         tgt_masks = target["masks"].to(device)[t_dev].float()
         tgt_points = point_sample(tgt_masks.unsqueeze(0), coords)[0]  # (T, P)
 
-        cost = (self.cost_class * class_cost
-                + self.cost_mask * pairwise_sigmoid_bce_cost(pred_points, tgt_points)
-                + self.cost_dice * pairwise_dice_cost(pred_points, tgt_points))
+        cost = (
+            self.cost_class * class_cost
+            + self.cost_mask * pairwise_sigmoid_bce_cost(pred_points, tgt_points)
+            + self.cost_dice * pairwise_dice_cost(pred_points, tgt_points)
+        )
         return torch.nan_to_num(cost, nan=_LARGE_COST, posinf=_LARGE_COST, neginf=-_LARGE_COST).cpu()
 
     def extra_repr(self) -> str:
-        return (f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
-                f"cost_dice={self.cost_dice}, num_points={self.num_points}")
+        return (
+            f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, "
+            f"cost_dice={self.cost_dice}, num_points={self.num_points}"
+        )

@@ -5,6 +5,7 @@ k-means transformer decoder (sequential: it starts from the previous slice's cen
 ``step`` is the single-slice inference step whole-volume inference drives; ``forward`` in training
 decodes each three-slice clip in order and returns the loss dict.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,9 +34,9 @@ class SliceFeatures(tuple):
     def __new__(cls, mask_features: torch.Tensor, multi_scale: list[torch.Tensor]):
         return super().__new__(cls, (mask_features, multi_scale))
 
-    def select(self, index: int) -> "SliceFeatures":
+    def select(self, index: int) -> SliceFeatures:
         """The features of slice ``index`` alone (batch of one)."""
-        return SliceFeatures(self[0][index:index + 1], [f[index:index + 1] for f in self[1]])
+        return SliceFeatures(self[0][index : index + 1], [f[index : index + 1] for f in self[1]])
 
 
 @META_ARCH_REGISTRY.register()
@@ -43,11 +44,25 @@ class S2VNet(nn.Module):
     """Universal (automatic + click-interactive) volume segmentation with centroid propagation."""
 
     @configurable
-    def __init__(self, *, backbone: nn.Module, pixel_decoder: nn.Module, decoder: nn.Module, bank: CentroidBank,
-                 aggregator: RecurrentAggregator | None, criterion: SetCriterion | None, num_classes: int,
-                 pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...], propagation: bool = True,
-                 interaction: bool = True, foreground_threshold: float = 0.5, mask_stride: int = 4,
-                 click_class_score: str = "head", semantic_inference: str = "sum") -> None:
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        pixel_decoder: nn.Module,
+        decoder: nn.Module,
+        bank: CentroidBank,
+        aggregator: RecurrentAggregator | None,
+        criterion: SetCriterion | None,
+        num_classes: int,
+        pixel_mean: tuple[float, ...],
+        pixel_std: tuple[float, ...],
+        propagation: bool = True,
+        interaction: bool = True,
+        foreground_threshold: float = 0.5,
+        mask_stride: int = 4,
+        click_class_score: str = "head",
+        semantic_inference: str = "sum",
+    ) -> None:
         """
         Args:
             backbone / pixel_decoder / decoder: the slice encoder and the per-slice centroid decoder.
@@ -72,7 +87,9 @@ class S2VNet(nn.Module):
         if click_class_score not in CLICK_CLASS_SCORES:
             raise ValueError(f"unknown CLICK_CLASS_SCORE '{click_class_score}'; known: {', '.join(CLICK_CLASS_SCORES)}")
         if semantic_inference not in SEMANTIC_INFERENCE:
-            raise ValueError(f"unknown SEMANTIC_INFERENCE '{semantic_inference}'; known: {', '.join(SEMANTIC_INFERENCE)}")
+            raise ValueError(
+                f"unknown SEMANTIC_INFERENCE '{semantic_inference}'; known: {', '.join(SEMANTIC_INFERENCE)}"
+            )
         self.click_probs = CLICK_CLASS_SCORES[click_class_score]
         self.combine = SEMANTIC_INFERENCE[semantic_inference]
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
@@ -84,13 +101,21 @@ class S2VNet(nn.Module):
         backbone = build_backbone(cfg)
         aggregator = RecurrentAggregator(s2v.HIDDEN_DIM, s2v.NHEADS, s2v.DIM_FEEDFORWARD) if s2v.AGGREGATION else None
         return {
-            "backbone": backbone, "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
-            "decoder": build_transformer_decoder(cfg), "bank": CentroidBank(cfg), "aggregator": aggregator,
-            "criterion": SetCriterion(cfg), "num_classes": s2v.NUM_CLASSES,
-            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN), "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
-            "propagation": s2v.PROPAGATION, "interaction": s2v.INTERACTION,
-            "foreground_threshold": s2v.FOREGROUND_THRESHOLD, "mask_stride": cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE,
-            "click_class_score": s2v.CLICK_CLASS_SCORE, "semantic_inference": s2v.SEMANTIC_INFERENCE,
+            "backbone": backbone,
+            "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
+            "decoder": build_transformer_decoder(cfg),
+            "bank": CentroidBank(cfg),
+            "aggregator": aggregator,
+            "criterion": SetCriterion(cfg),
+            "num_classes": s2v.NUM_CLASSES,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "propagation": s2v.PROPAGATION,
+            "interaction": s2v.INTERACTION,
+            "foreground_threshold": s2v.FOREGROUND_THRESHOLD,
+            "mask_stride": cfg.MODEL.PIXEL_DECODER.COMMON_STRIDE,
+            "click_class_score": s2v.CLICK_CLASS_SCORE,
+            "semantic_inference": s2v.SEMANTIC_INFERENCE,
         }
 
     @property
@@ -128,8 +153,9 @@ class S2VNet(nn.Module):
         """The propagation state before the first decoded slice."""
         return PropagationState.empty(self.bank.num_slots, self.bank.query_feat.embedding_dim, self.device)
 
-    def decode_slice(self, features: SliceFeatures, state: PropagationState, clicks: dict | None,
-                     image_hw: tuple[int, int]) -> tuple[dict, PropagationState]:
+    def decode_slice(
+        self, features: SliceFeatures, state: PropagationState, clicks: dict | None, image_hw: tuple[int, int]
+    ) -> tuple[dict, PropagationState]:
         """Decode one slice (batch of one) from ``state`` and this slice's clicks.
 
         Returns the decoder outputs (plus ``"click_class"`` (N,) and ``"clicked_here"`` (N,) bool, which slots are
@@ -158,8 +184,13 @@ class S2VNet(nn.Module):
             return replace(self.initial_state(), clicks=state.clicks)
         return next_state(state, outputs["centroids"][0], keep, state.click_class, self.aggregator)
 
-    def step(self, features: SliceFeatures, state: PropagationState, clicks: dict | None = None,
-             image_hw: tuple[int, int] | None = None) -> tuple[dict, PropagationState]:
+    def step(
+        self,
+        features: SliceFeatures,
+        state: PropagationState,
+        clicks: dict | None = None,
+        image_hw: tuple[int, int] | None = None,
+    ) -> tuple[dict, PropagationState]:
         """Inference step ``(features, state) -> (predictions, new state)``.
 
         Centroids whose arg-max class is not background are passed on (paper, 3.2).
@@ -199,8 +230,9 @@ class S2VNet(nn.Module):
         scores = torch.einsum("nk,nhw->nkhw", probs * own, masks).amax(dim=0)
         return scores, own.any(dim=0)
 
-    def post_process(self, scores: torch.Tensor, padded_hw: tuple[int, int],
-                     image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def post_process(
+        self, scores: torch.Tensor, padded_hw: tuple[int, int], image_hw: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-resolution scores ``(K, h, w)`` -> full-resolution scores ``(K, H, W)`` and labels ``(H, W)``.
 
         The one post-processing of every evaluation path (clip forward and whole-volume engine): upsample to the
@@ -240,10 +272,13 @@ class S2VNet(nn.Module):
             state = self.initial_state()
             for t, piece in enumerate(clip["slices"]):
                 hw = tuple(piece["image"].shape[-2:])
-                outputs, state = self.decode_slice(features.select(self._slice_index(batched_inputs, b, t)), state,
-                                                   clicks[t], hw)
-                target = {"labels": piece["instances"].gt_classes.to(self.device),
-                          "masks": piece["instances"].gt_masks.to(self.device)}
+                outputs, state = self.decode_slice(
+                    features.select(self._slice_index(batched_inputs, b, t)), state, clicks[t], hw
+                )
+                target = {
+                    "labels": piece["instances"].gt_classes.to(self.device),
+                    "masks": piece["instances"].gt_masks.to(self.device),
+                }
                 forced = forced_pairs(state.click_class, state.click_order, target["labels"])
                 losses, indices = self.criterion(outputs, [target], forced=[forced])
                 keep = torch.zeros_like(state.active)
@@ -278,8 +313,14 @@ class S2VNet(nn.Module):
                     clicks[t] = with_click(clicks[t], (y, x), k, positive)
         return clicks
 
-    def _infer_clip(self, batched: list[dict], features: SliceFeatures, b: int,
-                    clicks: list[dict | None] | None = None, only: str | None = None) -> list:
+    def _infer_clip(
+        self,
+        batched: list[dict],
+        features: SliceFeatures,
+        b: int,
+        clicks: list[dict | None] | None = None,
+        only: str | None = None,
+    ) -> list:
         """Decode clip ``b`` in order with the inference propagation rule.
 
         Args:

@@ -1,4 +1,5 @@
 """A plain multi-layer perceptron shared by the decoder's mask head and the click-to-centroid mapping."""
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ targets at input resolution).
 
 All randomness comes from an optional ``torch.Generator``; ``None`` uses torch's default generator.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,10 @@ def point_sample(input: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         (B, C, P) sampled values, in ``input``'s dtype.
     """
     if input.dim() != 4 or coords.dim() != 3 or coords.shape[-1] != 2:
-        raise ValueError(f"point_sample expects input (B, C, H, W) and coords (B, P, 2), got "
-                         f"{tuple(input.shape)} and {tuple(coords.shape)}")
+        raise ValueError(
+            f"point_sample expects input (B, C, H, W) and coords (B, P, 2), got "
+            f"{tuple(input.shape)} and {tuple(coords.shape)}"
+        )
     grid = (2.0 * coords.to(input.dtype) - 1.0).unsqueeze(2)  # (B, P, 1, 2) in [-1, 1]
     return F.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False).squeeze(3)
 
@@ -91,8 +94,9 @@ def uncertain_point_coords(
     if logits.dim() != 4 or logits.shape[1] != 1:
         raise ValueError(f"uncertain_point_coords expects logits (R, 1, h, w), got {tuple(logits.shape)}")
     if oversample_ratio < 1 or not 0 <= importance_ratio <= 1:
-        raise ValueError(f"need oversample_ratio >= 1 and 0 <= importance_ratio <= 1, "
-                         f"got {oversample_ratio} and {importance_ratio}")
+        raise ValueError(
+            f"need oversample_ratio >= 1 and 0 <= importance_ratio <= 1, got {oversample_ratio} and {importance_ratio}"
+        )
     rows, device = logits.shape[0], logits.device
     num_sampled = int(num_points * oversample_ratio)
     num_uncertain = min(int(importance_ratio * num_points), num_sampled)

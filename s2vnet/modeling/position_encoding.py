@@ -1,4 +1,5 @@
 """Sine positional encoding of 2D feature maps (DETR / Mask2Former style)."""
+
 from __future__ import annotations
 
 import math

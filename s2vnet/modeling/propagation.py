@@ -5,6 +5,7 @@ predictions and a new state come out. The state is per slot (see :mod:`s2vnet.mo
 a slot either carries a centroid propagated from the previous slice (``active``) or starts from its
 learned embedding.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ class PropagationState:
     click_order: torch.Tensor | None = None
 
     @classmethod
-    def empty(cls, num_slots: int, dim: int, device: torch.device | str = "cpu") -> "PropagationState":
+    def empty(cls, num_slots: int, dim: int, device: torch.device | str = "cpu") -> PropagationState:
         """The state before the first slice: nothing propagated, no history, no clicks."""
         zeros = torch.zeros(num_slots, dim, device=device)
         none = torch.zeros(num_slots, dtype=torch.bool, device=device)
@@ -60,7 +61,9 @@ class RecurrentAggregator(nn.Module):
     def __init__(self, dim: int, nheads: int, dim_feedforward: int) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, nheads, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(2 * dim, dim_feedforward), nn.ReLU(inplace=True), nn.Linear(dim_feedforward, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(2 * dim, dim_feedforward), nn.ReLU(inplace=True), nn.Linear(dim_feedforward, dim)
+        )
         self.write_norm = nn.LayerNorm(dim)
         self.cross_attn = nn.MultiheadAttention(dim, nheads, batch_first=True)
         self.read_norm = nn.LayerNorm(dim)
@@ -81,13 +84,19 @@ class RecurrentAggregator(nn.Module):
         """
         any_valid = valid.any()
         ignore = ~valid & any_valid  # with no valid slot, attend to all (finite) and discard the result below
-        attended = self.cross_attn(centroids[None], history[None], history[None], key_padding_mask=ignore[None],
-                                   need_weights=False)[0][0]
+        attended = self.cross_attn(
+            centroids[None], history[None], history[None], key_padding_mask=ignore[None], need_weights=False
+        )[0][0]
         return torch.where(any_valid, self.read_norm(centroids + attended), centroids)
 
 
-def next_state(state: PropagationState, centroids: torch.Tensor, keep: torch.Tensor, click_class: torch.Tensor,
-               aggregator: RecurrentAggregator | None) -> PropagationState:
+def next_state(
+    state: PropagationState,
+    centroids: torch.Tensor,
+    keep: torch.Tensor,
+    click_class: torch.Tensor,
+    aggregator: RecurrentAggregator | None,
+) -> PropagationState:
     """The state after a slice: slots in ``keep`` pass their refined centroid on (Eq. 6), the others reset.
 
     Args:

@@ -4,6 +4,7 @@
 ``SEMANTIC_INFERENCE`` combines the centroids' class and mask probabilities into one score map per class
 (``MODEL.S2VNET.SEMANTIC_INFERENCE``). Both are registries of plain functions, called as documented on each.
 """
+
 from __future__ import annotations
 
 import torch

@@ -14,7 +14,8 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx, or a 500 witho
     GET    /api/sessions/{id}/labels/{z}.png     class ids as 8-bit PNG (.raw: the bytes, rows x cols)
     GET    /api/sessions/{id}/overlay/{z}.png    coloured overlay, ?window=&level=&alpha=&hide=1,3
     POST   /api/sessions/{id}/auto               automatic segmentation of every class
-    POST   /api/sessions/{id}/clicks             {"clicks": [{"class", "positive", "display": [s, r, c] | "voxel": [i, j, k]}]}
+    POST   /api/sessions/{id}/clicks             {"clicks": [{"class", "positive",
+                                                          "display": [s, r, c] | "voxel": [i, j, k]}]}
     POST   /api/sessions/{id}/undo | /reset      drop the latest round | back to the automatic result
     GET    /api/sessions/{id}/segmentation.nii.gz  the labels on the scan's own grid
     GET    /api/sessions/{id}/segmentation.dcm   the labels as DICOM-SEG (sessions opened from a DICOM series)
@@ -22,6 +23,7 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx, or a 500 witho
 Display indices ``(slice, row, col)`` are in the LPS display orientation (:mod:`s2vnet.serve.session`);
 ``voxel`` is the scan's stored SimpleITK index, as in the predict CLI.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +35,9 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -45,10 +47,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from s2vnet.data.dicom import choose_series
 from s2vnet.data.normalization import canonical_modality
 from s2vnet.data.orientation import reorientation_for
 from s2vnet.data.preprocess import prepare_loaded
-from s2vnet.data.dicom import choose_series
 from s2vnet.data.volume_io import Volume, read_volume, write_volume
 from s2vnet.errors import InputError
 from s2vnet.inference.api import Predictor
@@ -173,8 +175,9 @@ def _check_slices(c: ServeContext, volume: Volume, shown: str) -> None:
     settings = c.predictor.settings
     slices = reorientation_for(volume.geometry.direction, settings.orientation, shown).shape(volume.geometry.shape)[0]
     if slices > c.limits.max_slices:
-        raise InputError(shown, f"has {slices} slices; the viewer opens at most {c.limits.max_slices} "
-                                "(SERVE.MAX_SLICES)")
+        raise InputError(
+            shown, f"has {slices} slices; the viewer opens at most {c.limits.max_slices} (SERVE.MAX_SLICES)"
+        )
 
 
 def _load(c: ServeContext, source: Path, shown: str, modality: str, workdir: Path | None) -> ViewerSession:
@@ -187,8 +190,9 @@ def _load(c: ServeContext, source: Path, shown: str, modality: str, workdir: Pat
     _check_slices(c, volume, shown)
     prepared = prepare_loaded(volume, modality, c.predictor.settings)
     dicom = SourceScan(source, choose_series(source).uid) if source.is_dir() else None  # the series read_volume took
-    session = ViewerSession(c.store.new_id(), Path(shown.rstrip("/")).name or shown, modality, volume, prepared, workdir,
-                            dicom)
+    session = ViewerSession(
+        c.store.new_id(), Path(shown.rstrip("/")).name or shown, modality, volume, prepared, workdir, dicom
+    )
     c.store.add(session)
     return session
 
@@ -242,10 +246,19 @@ async def upload(request: Request) -> JSONResponse:
 
 def info(request: Request) -> JSONResponse:
     c = ctx(request)
-    classes = [{"id": k + 1, "name": n, "color": col} for k, (n, col) in enumerate(zip(c.class_names, hex_colors(len(c.class_names))))]
-    return JSONResponse({"classes": classes, "presets": {k: list(v) for k, v in PRESETS.items()},
-                         "data_root": c.data_root is not None, "max_upload_mb": c.limits.max_upload_mb,
-                         "version": _package_version()})
+    classes = [
+        {"id": k + 1, "name": n, "color": col}
+        for k, (n, col) in enumerate(zip(c.class_names, hex_colors(len(c.class_names))))
+    ]
+    return JSONResponse(
+        {
+            "classes": classes,
+            "presets": {k: list(v) for k, v in PRESETS.items()},
+            "data_root": c.data_root is not None,
+            "max_upload_mb": c.limits.max_upload_mb,
+            "version": _package_version(),
+        }
+    )
 
 
 def _package_version() -> str:
@@ -331,12 +344,19 @@ def download_dicom_seg(request: Request) -> Response:
     session.label_slice(0)  # 409 before the automatic segmentation
     source = session.dicom_source
     if source is None:
-        raise HTTPException(409, f"{session.name} was not opened from a DICOM series: DICOM-SEG needs one "
-                                 "(download NIfTI instead)")
+        raise HTTPException(
+            409, f"{session.name} was not opened from a DICOM series: DICOM-SEG needs one (download NIfTI instead)"
+        )
     with tempfile.TemporaryDirectory(dir=c.work_dir) as tmp:
         try:
-            path = write_dicom_seg(session.stored_labels, c.class_names, Path(tmp) / "seg.dcm", source.path,
-                                   source.series_uid, interactive=bool(session.round_clicks))
+            path = write_dicom_seg(
+                session.stored_labels,
+                c.class_names,
+                Path(tmp) / "seg.dcm",
+                source.path,
+                source.series_uid,
+                interactive=bool(session.round_clicks),
+            )
         except InputError as err:
             raise InputError(session.name, err.problem) from None  # never a server path
         data = path.read_bytes()
@@ -394,16 +414,25 @@ def index(request: Request) -> FileResponse:
 def _routes() -> list:
     sid = "/api/sessions/{sid}"
     return [
-        Route("/", index), Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-        Route("/api/info", info), Route("/api/scans", scans),
-        Route("/api/sessions", open_path, methods=["POST"]), Route("/api/sessions/upload", upload, methods=["POST"]),
-        Route(sid, session_info, methods=["GET"]), Route(sid, close_session, methods=["DELETE"]),
+        Route("/", index),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/api/info", info),
+        Route("/api/scans", scans),
+        Route("/api/sessions", open_path, methods=["POST"]),
+        Route("/api/sessions/upload", upload, methods=["POST"]),
+        Route(sid, session_info, methods=["GET"]),
+        Route(sid, close_session, methods=["DELETE"]),
         Route(sid + "/progress", progress),
-        Route(sid + "/slices/{z:int}.png", slice_png), Route(sid + "/labels/{z:int}.png", labels_png),
-        Route(sid + "/labels/{z:int}.raw", labels_raw), Route(sid + "/overlay/{z:int}.png", overlay_png),
-        Route(sid + "/auto", auto, methods=["POST"]), Route(sid + "/clicks", clicks, methods=["POST"]),
-        Route(sid + "/undo", undo, methods=["POST"]), Route(sid + "/reset", reset, methods=["POST"]),
-        Route(sid + "/segmentation.nii.gz", download), Route(sid + "/segmentation.dcm", download_dicom_seg),
+        Route(sid + "/slices/{z:int}.png", slice_png),
+        Route(sid + "/labels/{z:int}.png", labels_png),
+        Route(sid + "/labels/{z:int}.raw", labels_raw),
+        Route(sid + "/overlay/{z:int}.png", overlay_png),
+        Route(sid + "/auto", auto, methods=["POST"]),
+        Route(sid + "/clicks", clicks, methods=["POST"]),
+        Route(sid + "/undo", undo, methods=["POST"]),
+        Route(sid + "/reset", reset, methods=["POST"]),
+        Route(sid + "/segmentation.nii.gz", download),
+        Route(sid + "/segmentation.dcm", download_dicom_seg),
     ]
 
 
@@ -413,8 +442,9 @@ async def _purge_loop(store: SessionStore, every_s: float) -> None:
         store.purge_expired()
 
 
-def create_app(predictor: Predictor, data_root: str | Path | None = None,
-               allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> Starlette:
+def create_app(
+    predictor: Predictor, data_root: str | Path | None = None, allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS
+) -> Starlette:
     """The viewer app for one loaded model.
 
     Args:

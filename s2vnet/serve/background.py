@@ -1,4 +1,5 @@
 """Run the viewer in a background thread (notebooks, scripts, browser tests): ``with BackgroundServer(app) as url``."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """``s2vnet-serve --config-file ... --weights ... [--data-root DIR] [--host 127.0.0.1] [--port 8000]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,17 +36,23 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Serve the S2VNet viewer: a local web page for automatic "
-                                                 "segmentation and click-based refinement.")
+    parser = argparse.ArgumentParser(
+        description="Serve the S2VNet viewer: a local web page for automatic segmentation and click-based refinement."
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", required=True, help="checkpoint (model_final.pth)")
     parser.add_argument("--data-root", help="folder whose scans may be opened by path (default: uploads only)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; anything else exposes patient data to the network)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else exposes patient data to the network)",
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--access-log", action="store_true", help="log every request (URLs carry session ids)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs (e.g. SERVE.MAX_UPLOAD_MB 512)")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs (e.g. SERVE.MAX_UPLOAD_MB 512)"
+    )
     return parser
 
 
@@ -63,12 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     predictor = Predictor.from_files(args.config_file, args.weights, args.opts, device)
     loopback = _is_loopback(args.host)
-    allowed = LOOPBACK_HOSTS if loopback else (None if args.host in ("0.0.0.0", "::") else LOOPBACK_HOSTS + (args.host,))
+    allowed = (
+        LOOPBACK_HOSTS if loopback else (None if args.host in ("0.0.0.0", "::") else LOOPBACK_HOSTS + (args.host,))
+    )
     app = create_app(predictor, args.data_root, allowed)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     if not loopback:
         logging.getLogger("s2vnet.serve").warning(
-            "listening on %s: anyone who can reach this address can open scans and read segmentations", args.host)
+            "listening on %s: anyone who can reach this address can open scans and read segmentations", args.host
+        )
     print(f"S2VNet viewer: http://{shown}:{args.port}/   (Ctrl+C stops it)", flush=True)
     uvicorn.run(app, host=args.host.strip("[]"), port=args.port, log_level="info", access_log=args.access_log)
     return 0

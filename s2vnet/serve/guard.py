@@ -7,6 +7,7 @@
 * Every error is ``{"error": "one line"}`` with a 4xx status; an unexpected failure is a 500 with a generic
   message, its traceback going to the server log only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ __all__ = ["GuardMiddleware", "error_handlers", "SECURITY_HEADERS"]
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
-                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
@@ -51,8 +52,11 @@ class GuardMiddleware:
             return
         host = _host_name(Headers(scope=scope).get("host", "").lower())
         if self.allowed is not None and host not in self.allowed:
-            response = JSONResponse({"error": f"host '{host}' is not served (allowed: {', '.join(sorted(self.allowed))})"},
-                                    status_code=400, headers=SECURITY_HEADERS)
+            response = JSONResponse(
+                {"error": f"host '{host}' is not served (allowed: {', '.join(sorted(self.allowed))})"},
+                status_code=400,
+                headers=SECURITY_HEADERS,
+            )
             await response(scope, receive, send)
             return
 
@@ -81,6 +85,7 @@ async def _input(request: Request, exc: InputError) -> JSONResponse:
 def _status(code: int):
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         return _json_error(code, str(exc))
+
     return handler
 
 
@@ -91,5 +96,12 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 def error_handlers() -> dict:
     """Starlette ``exception_handlers``: every failure becomes a one-line JSON error."""
-    return {HTTPException: _http, InputError: _input, SessionNotFound: _status(404), NotSegmented: _status(409),
-            SessionBusy: _status(409), StoreFull: _status(503), Exception: _internal}
+    return {
+        HTTPException: _http,
+        InputError: _input,
+        SessionNotFound: _status(404),
+        NotSegmented: _status(409),
+        SessionBusy: _status(409),
+        StoreFull: _status(503),
+        Exception: _internal,
+    }

@@ -6,6 +6,7 @@ followed and must still lie inside the root; a DICOM folder's files must too. On
 in the one file are opened (NIfTI, attached NRRD, MHA with local data), because a detached header
 (``.mhd``, ``.nhdr``, ``.hdr``) could point the reader at any file on the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,10 @@ def check_single_file_format(path: Path, shown: str) -> None:
     """Refuse formats that are not served, and NRRD / MHA headers that point to another data file."""
     name = path.name.lower()
     if name.endswith(_DETACHED):
-        raise InputError(shown, "detached-header formats (.mhd/.nhdr/.hdr/.img) are not opened by the server; "
-                                "convert to .nii.gz or .nrrd")
+        raise InputError(
+            shown,
+            "detached-header formats (.mhd/.nhdr/.hdr/.img) are not opened by the server; convert to .nii.gz or .nrrd",
+        )
     if not name.endswith(SCAN_SUFFIXES):
         raise InputError(shown, f"unsupported file type; expected one of {', '.join(SCAN_SUFFIXES)} or a DICOM folder")
     if name.endswith(".nrrd") and _nrrd_data_file(path):
@@ -113,9 +116,11 @@ def list_scans(root: Path, max_depth: int = 4, limit: int = 1000) -> list[str]:
         rel = Path(folder).relative_to(root).as_posix()
         if rel != "." and holds_dicom(Path(folder), files):
             found.append(rel + "/")
-        found += [(Path(rel) / f).as_posix() for f in sorted(files) if f.lower().endswith(SCAN_SUFFIXES)
-                  and not (Path(folder) / f).is_symlink()]
+        found += [
+            (Path(rel) / f).as_posix()
+            for f in sorted(files)
+            if f.lower().endswith(SCAN_SUFFIXES) and not (Path(folder) / f).is_symlink()
+        ]
         if len(found) >= limit:
             return found[:limit]
     return found
-

@@ -1,8 +1,9 @@
 """Slices as PNG: window/level greyscale, label ids, and a coloured overlay."""
+
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,7 +23,9 @@ def window_slice(values: np.ndarray, window: float, level: float) -> np.ndarray:
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def auto_window(volume: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5), sample: int = 2_000_000) -> tuple[float, float]:
+def auto_window(
+    volume: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5), sample: int = 2_000_000
+) -> tuple[float, float]:
     """``(width, level)`` spanning the volume's 0.5-99.5 percentiles (from a strided sample of the voxels)."""
     flat = volume.reshape(-1)
     step = max(1, flat.size // sample)
@@ -38,8 +41,9 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def overlay_rgb(grey: np.ndarray, labels: np.ndarray, num_classes: int, alpha: float = 0.45,
-                hidden: Sequence[int] = ()) -> np.ndarray:
+def overlay_rgb(
+    grey: np.ndarray, labels: np.ndarray, num_classes: int, alpha: float = 0.45, hidden: Sequence[int] = ()
+) -> np.ndarray:
     """uint8 grey ``(H, W)`` + labels ``(H, W)`` (0 = background, k = class id k) -> uint8 RGB ``(H, W, 3)``.
 
     The figures' blending (:func:`s2vnet.utils.visualize.overlay`); class ids in ``hidden`` stay uncoloured.
@@ -51,4 +55,4 @@ def overlay_rgb(grey: np.ndarray, labels: np.ndarray, num_classes: int, alpha: f
 
 def hex_colors(num_classes: int) -> list[str]:
     """The classes' overlay colours as ``#rrggbb`` (the same colours as the PNG overlays and figures)."""
-    return ["#%02x%02x%02x" % tuple(int(round(c * 255)) for c in rgb) for rgb in class_colors(num_classes)]
+    return ["#{:02x}{:02x}{:02x}".format(*tuple(int(round(c * 255)) for c in rgb)) for rgb in class_colors(num_classes)]

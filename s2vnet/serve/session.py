@@ -5,18 +5,19 @@ inferior to superior, rows from anterior to posterior, columns from the patient'
 radiological convention). Display indices ``(slice, row, col)`` are the ``display`` frame of
 :mod:`s2vnet.data.clicks`; they map exactly (axis permutation and flips) to the stored voxel ``[i, j, k]``.
 """
+
 from __future__ import annotations
 
 import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from s2vnet.data.clicks import Click, ClickFrames, parse_click
+from s2vnet.data.clicks import ClickFrames, parse_click
 from s2vnet.data.orientation import reorientation_for
 from s2vnet.data.preprocess import PreparedVolume
 from s2vnet.data.volume_io import Volume
@@ -25,7 +26,15 @@ from s2vnet.inference.api import InteractiveSession, Predictor
 from s2vnet.inference.writers import SourceScan
 from s2vnet.serve.render import auto_window
 
-__all__ = ["IDLE_PROGRESS", "ViewerSession", "SessionStore", "SessionNotFound", "StoreFull", "SessionBusy", "NotSegmented"]
+__all__ = [
+    "IDLE_PROGRESS",
+    "ViewerSession",
+    "SessionStore",
+    "SessionNotFound",
+    "StoreFull",
+    "SessionBusy",
+    "NotSegmented",
+]
 
 
 # What ``/progress`` reports while no step runs.
@@ -52,8 +61,16 @@ class NotSegmented(RuntimeError):
 class ViewerSession:
     """A scan, its display volume, and (after the automatic run) its interactive state and labels."""
 
-    def __init__(self, sid: str, name: str, modality: str, volume: Volume, prepared: PreparedVolume,
-                 workdir: Path | None, dicom_source: SourceScan | None = None) -> None:
+    def __init__(
+        self,
+        sid: str,
+        name: str,
+        modality: str,
+        volume: Volume,
+        prepared: PreparedVolume,
+        workdir: Path | None,
+        dicom_source: SourceScan | None = None,
+    ) -> None:
         """``dicom_source``: the DICOM series the scan was read from (server-side only, for DICOM-SEG), or None."""
         self.id, self.name, self.modality, self.workdir = sid, name, modality, workdir
         self.dicom_source = dicom_source
@@ -99,7 +116,9 @@ class ViewerSession:
         """One refinement round; each click has ``class``, ``positive`` and ``display``, ``voxel`` or ``point``."""
         if not isinstance(clicks, list) or not clicks:
             raise InputError("clicks", "expected a non-empty JSON list under 'clicks'")
-        parsed = [parse_click(c, predictor.class_names, self.frames, f"clicks (click {i + 1})") for i, c in enumerate(clicks)]
+        parsed = [
+            parse_click(c, predictor.class_names, self.frames, f"clicks (click {i + 1})") for i, c in enumerate(clicks)
+        ]
         self.run_auto(predictor)
         started = time.perf_counter()
         stored = [self.frames.convert(c, "ijk") for c in parsed]  # the session knows no display frame
@@ -152,12 +171,19 @@ class ViewerSession:
     def info(self, class_names: list[str]) -> dict:
         """What the page needs to draw the session (JSON-ready)."""
         return {
-            "id": self.id, "name": self.name, "modality": self.modality,
-            "shape": list(self.image.shape), "spacing": [round(s, 4) for s in self.spacing],
-            "segmented": self.interactive is not None, "rounds": len(self.round_clicks), "version": self.version,
+            "id": self.id,
+            "name": self.name,
+            "modality": self.modality,
+            "shape": list(self.image.shape),
+            "spacing": [round(s, 4) for s in self.spacing],
+            "segmented": self.interactive is not None,
+            "rounds": len(self.round_clicks),
+            "version": self.version,
             "dicom": self.dicom_source is not None,
-            "volumes_ml": self.volumes_ml(class_names), "clicks": self.round_clicks,
-            "auto_window": [round(v, 1) for v in self.auto_window], "seconds": round(self.seconds, 3),
+            "volumes_ml": self.volumes_ml(class_names),
+            "clicks": self.round_clicks,
+            "auto_window": [round(v, 1) for v in self.auto_window],
+            "seconds": round(self.seconds, 3),
         }
 
     def close(self) -> None:
@@ -184,8 +210,10 @@ class SessionStore:
         self.purge_expired()
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
-                raise StoreFull(f"{self.max_sessions} scans are open (SERVE.MAX_SESSIONS); close one or wait "
-                                f"{self.ttl_s / 60:g} min for an idle one to expire")
+                raise StoreFull(
+                    f"{self.max_sessions} scans are open (SERVE.MAX_SESSIONS); close one or wait "
+                    f"{self.ttl_s / 60:g} min for an idle one to expire"
+                )
 
     def add(self, session: ViewerSession) -> None:
         self.ensure_room()

@@ -5,9 +5,10 @@ suffix must agree with the bytes (NIfTI header size and magic, ``NRRD000``, zip 
 checked member by member before extraction: no absolute paths, no ``..``, no symlinks, no encryption, a
 member count and a total uncompressed size limit, and a compression-ratio limit; while extracting, the
 bytes actually written are counted too (declared sizes can lie). A ``.nii.gz`` is streamed through once,
-counting what it unpacks to against ``SERVE.MAX_UNPACKED_MB``, before anything reads it. Members are written under numbered
-names in a private folder, so no name from the archive is ever used as a path.
+counting what it unpacks to against ``SERVE.MAX_UNPACKED_MB``, before anything reads it. Members are written
+under numbered names in a private folder, so no name from the archive is ever used as a path.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -40,10 +41,16 @@ class UploadLimits:
     max_slices: int = 1024
 
     @classmethod
-    def from_cfg(cls, cfg) -> "UploadLimits":
+    def from_cfg(cls, cfg) -> UploadLimits:
         serve = cfg.SERVE
-        return cls(float(serve.MAX_UPLOAD_MB), float(serve.MAX_UNZIPPED_MB), int(serve.MAX_ZIP_MEMBERS),
-                   float(serve.MAX_ZIP_RATIO), float(serve.MAX_UNPACKED_MB), int(serve.MAX_SLICES))
+        return cls(
+            float(serve.MAX_UPLOAD_MB),
+            float(serve.MAX_UNZIPPED_MB),
+            int(serve.MAX_ZIP_MEMBERS),
+            float(serve.MAX_ZIP_RATIO),
+            float(serve.MAX_UNPACKED_MB),
+            int(serve.MAX_SLICES),
+        )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -94,8 +101,11 @@ def _check_unpacked_size(path: Path, name: str, limits: UploadLimits) -> bytes:
                 head = head or chunk[:1024]
                 unpacked += len(chunk)
                 if unpacked > budget:
-                    raise InputError(name, f"unpacks to more than {limits.max_unpacked_mb:g} MB (SERVE.MAX_UNPACKED_MB): "
-                                           "refused as too large or a decompression bomb")
+                    raise InputError(
+                        name,
+                        f"unpacks to more than {limits.max_unpacked_mb:g} MB (SERVE.MAX_UNPACKED_MB): "
+                        "refused as too large or a decompression bomb",
+                    )
     except (OSError, EOFError, zlib.error):
         raise InputError(name, "is not a readable gzip file (truncated or corrupt)") from None
     return head
@@ -139,8 +149,10 @@ def _member_problem(info: zipfile.ZipInfo, limits: UploadLimits) -> str | None:
     if info.flag_bits & 0x1:
         return f"member '{info.filename}' is encrypted"
     if info.file_size > _MB and info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
-        return (f"member '{info.filename}' expands {info.file_size / max(info.compress_size, 1):.0f}x "
-                f"(limit {limits.max_zip_ratio:g}x): refused as a decompression bomb")
+        return (
+            f"member '{info.filename}' expands {info.file_size / max(info.compress_size, 1):.0f}x "
+            f"(limit {limits.max_zip_ratio:g}x): refused as a decompression bomb"
+        )
     return None
 
 
@@ -184,7 +196,10 @@ def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
         while chunk := source.read(_CHUNK):
             written += len(chunk)
             if written > info.file_size or written > budget:
-                raise InputError(name, f"member '{info.filename}' expands beyond its declared size or the "
-                                       "unzipped size limit: refused as a decompression bomb")
+                raise InputError(
+                    name,
+                    f"member '{info.filename}' expands beyond its declared size or the "
+                    "unzipped size limit: refused as a decompression bomb",
+                )
             out.write(chunk)
     return written

@@ -5,13 +5,15 @@ temporary name starting with :data:`TMP_PREFIX` in the target's folder and renam
 mid-write leaves a ``.tmp-*`` file, never a half-written target. :func:`remove_leftovers` deletes those at the
 next start of the same job (a training run in its ``OUTPUT_DIR``, a slice-cache build in its dataset folder).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 __all__ = ["TMP_PREFIX", "temp_path", "atomic_write", "remove_leftovers"]
 

@@ -4,6 +4,7 @@ Detectron2 (fvcore) writes ``model_XXXXXXX.pth`` and ``last_checkpoint`` in plac
 leaves a zero-byte or partial checkpoint (and ``--resume`` falls back one period or fails). Here both are
 written to a temporary file, synced and renamed, so each is complete or absent.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,11 +1,12 @@
 """Fetching pinned files from the package registry with pip itself (no other host is contacted)."""
+
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from s2vnet.errors import InputError
 

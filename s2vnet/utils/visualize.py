@@ -1,7 +1,8 @@
 """Drawing slices with coloured class overlays and clicks (PNG output for people to look at)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -11,7 +12,6 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from s2vnet.data.clicks import Click  # noqa: E402
-
 
 # tab20 without its two greys, which vanish on CT: vivid colours first, their light twins after.
 _PALETTE = [plt.get_cmap("tab20")(i)[:3] for i in list(range(0, 20, 2)) + list(range(1, 20, 2)) if i not in (14, 15)]
@@ -79,8 +79,14 @@ def save_panel(path: str, panels: Sequence[dict], class_names: Sequence[str], ti
     _finish(fig, path, [p["label"] for p in panels], class_names, title)
 
 
-def save_montage(path: str, image: np.ndarray, columns: Sequence[tuple[str, np.ndarray, Sequence[Click]]],
-                 class_names: Sequence[str], title: str, num_slices: int = 4) -> None:
+def save_montage(
+    path: str,
+    image: np.ndarray,
+    columns: Sequence[tuple[str, np.ndarray, Sequence[Click]]],
+    class_names: Sequence[str],
+    title: str,
+    num_slices: int = 4,
+) -> None:
     """Rows of slices, one column per label volume (e.g. ground truth | automatic | after clicks).
 
     Args:
@@ -100,8 +106,13 @@ def save_montage(path: str, image: np.ndarray, columns: Sequence[tuple[str, np.n
             ax.imshow(overlay(image[z], labels[z], colors), interpolation="nearest")
             here = [c for c in clicks if c.slice_index == z]
             if here:
-                draw_clicks(ax, np.array([c.position[1:] for c in here]), np.array([c.class_index for c in here]),
-                            np.array([c.positive for c in here]), colors)
+                draw_clicks(
+                    ax,
+                    np.array([c.position[1:] for c in here]),
+                    np.array([c.class_index for c in here]),
+                    np.array([c.positive for c in here]),
+                    colors,
+                )
             ax.set_title(f"{name}, z = {z}", fontsize=8)
             ax.axis("off")
     _finish(fig, path, [lab for _, lab, _ in columns], class_names, title)

@@ -2,6 +2,7 @@
 
 Detectron2's own ResNet (``build_resnet_backbone``) is registered by Detectron2 itself.
 """
+
 from s2vnet.modeling.backbone.swin import TimmSwinBackbone, build_timm_swin_backbone, load_pretrained_swin
 
 __all__ = ["TimmSwinBackbone", "build_timm_swin_backbone", "load_pretrained_swin"]

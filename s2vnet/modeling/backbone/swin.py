@@ -13,12 +13,13 @@ original Swin order (pad, then roll); it is identical to timm when no padding is
 Features are taken with ``forward_intermediates`` of the full timm model (not ``features_only``), so the
 parameter names are timm's own (``layers.0.blocks...``) and timm / Microsoft checkpoints load directly.
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Mapping, Sequence
 
 import timm
 import torch
@@ -65,7 +66,11 @@ def _create_swin(name: str, drop_path_rate: float, in_chans: int) -> SwinTransfo
     if not timm.is_model(name):
         raise InputError(name, "unknown timm model name")
     model = timm.create_model(
-        name, pretrained=False, num_classes=0, in_chans=in_chans, drop_path_rate=drop_path_rate,
+        name,
+        pretrained=False,
+        num_classes=0,
+        in_chans=in_chans,
+        drop_path_rate=drop_path_rate,
         strict_img_size=False,
     )
     if not isinstance(model, SwinTransformer):
@@ -76,7 +81,7 @@ def _create_swin(name: str, drop_path_rate: float, in_chans: int) -> SwinTransfo
     return model
 
 
-def _read_state_dict(path: str | Path) -> Dict[str, torch.Tensor]:
+def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``.pth``/``.pt``/``.safetensors`` file, unwrapped from ``"model"``/``"state_dict"``."""
     path = Path(path)
     if not path.is_file():
@@ -98,7 +103,7 @@ def _read_state_dict(path: str | Path) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def _to_timm_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _to_timm_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop non-persistent buffers; rename Microsoft-format keys (downsample at a stage's end) to timm's."""
     old_format = "layers.0.downsample.reduction.weight" in state
     out = {}
@@ -111,7 +116,7 @@ def _to_timm_keys(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
-def load_pretrained_swin(model: nn.Module, path: str | Path) -> Dict[str, int]:
+def load_pretrained_swin(model: nn.Module, path: str | Path) -> dict[str, int]:
     """Load local weights into a timm Swin with ``strict=False``; keys of another shape are skipped.
 
     Returns:
@@ -127,8 +132,10 @@ def load_pretrained_swin(model: nn.Module, path: str | Path) -> Dict[str, int]:
         del state[key]
     result = model.load_state_dict(state, strict=False)
     counts = {
-        "loaded": len(state) - len(result.unexpected_keys), "missing": len(result.missing_keys),
-        "unexpected": len(result.unexpected_keys), "mismatched": len(mismatched),
+        "loaded": len(state) - len(result.unexpected_keys),
+        "missing": len(result.missing_keys),
+        "unexpected": len(result.unexpected_keys),
+        "mismatched": len(mismatched),
     }
     logger.info("Swin weights from %s: %s", path, counts)
     return counts
@@ -186,7 +193,7 @@ class TimmSwinBackbone(Backbone):
             "in_chans": input_shape.channels,
         }
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x`` ``(B, in_chans, H, W)``, H and W multiples of 32 -> ``{name: (B, C_s, H/s, W/s)}``."""
         if x.dim() != 4 or x.shape[-2] % 32 or x.shape[-1] % 32:
             raise ValueError(f"TimmSwinBackbone needs (B, C, H, W) with H, W multiples of 32, got {tuple(x.shape)}")
@@ -197,7 +204,7 @@ class TimmSwinBackbone(Backbone):
         """LayerNorm over channels of a ``(B, C, h, w)`` map."""
         return self.out_norms[name](feature.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
-    def output_shape(self) -> Dict[str, ShapeSpec]:
+    def output_shape(self) -> dict[str, ShapeSpec]:
         """``{name: ShapeSpec(channels, stride)}`` of the returned stages."""
         return {
             f: ShapeSpec(channels=self._out_feature_channels[f], stride=self._out_feature_strides[f])

@@ -5,9 +5,10 @@ output is upsampled (nearest) and added to the lateral, then a 3x3 conv with nor
 level's output (the coarsest level: its lateral alone). ``mask_features`` is a 1x1 conv of the
 ``common_stride`` output; the three coarsest outputs are the multi-scale features.
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import fvcore.nn.weight_init as weight_init
 import torch
@@ -23,7 +24,7 @@ __all__ = ["LightFPNPixelDecoder"]
 NUM_MULTI_SCALE = 3  # multi-scale maps handed to the transformer decoder (strides 32, 16, 8)
 
 
-def sort_by_stride(input_shape: Dict[str, ShapeSpec], names: Sequence[str], coarse_first: bool) -> List[str]:
+def sort_by_stride(input_shape: dict[str, ShapeSpec], names: Sequence[str], coarse_first: bool) -> list[str]:
     """``names`` ordered by their stride in ``input_shape``; KeyError names a feature the backbone lacks."""
     missing = [n for n in names if n not in input_shape]
     if missing:
@@ -34,14 +35,19 @@ def sort_by_stride(input_shape: Dict[str, ShapeSpec], names: Sequence[str], coar
 def make_conv(in_ch: int, out_ch: int, kernel: int, norm: str, relu: bool) -> Conv2d:
     """Conv (``kernel`` 1 or 3, same padding) with optional norm and ReLU, c2_xavier_fill initialised."""
     conv = Conv2d(
-        in_ch, out_ch, kernel_size=kernel, padding=kernel // 2, bias=not norm, norm=get_norm(norm, out_ch),
+        in_ch,
+        out_ch,
+        kernel_size=kernel,
+        padding=kernel // 2,
+        bias=not norm,
+        norm=get_norm(norm, out_ch),
         activation=F.relu if relu else None,
     )
     weight_init.c2_xavier_fill(conv)
     return conv
 
 
-def select_features(input_shape: Dict[str, ShapeSpec], names: Sequence[str]) -> Dict[str, ShapeSpec]:
+def select_features(input_shape: dict[str, ShapeSpec], names: Sequence[str]) -> dict[str, ShapeSpec]:
     """The ``names`` entries of the backbone's ``input_shape``; KeyError names the missing ones."""
     missing = [n for n in names if n not in input_shape]
     if missing:
@@ -65,7 +71,7 @@ class LightFPNPixelDecoder(nn.Module):
     def __init__(
         self,
         *,
-        input_shape: Dict[str, ShapeSpec],
+        input_shape: dict[str, ShapeSpec],
         conv_dim: int,
         mask_dim: int,
         norm: str = "GN",
@@ -87,7 +93,7 @@ class LightFPNPixelDecoder(nn.Module):
         self.mask_features = make_conv(conv_dim, mask_dim, 1, "", relu=False)
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
+    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]) -> dict:
         """Keyword arguments from ``MODEL.PIXEL_DECODER.*`` (``IN_FEATURES`` selects the read features)."""
         pix = cfg.MODEL.PIXEL_DECODER
         return {
@@ -98,14 +104,14 @@ class LightFPNPixelDecoder(nn.Module):
             "common_stride": pix.COMMON_STRIDE,
         }
 
-    def forward(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``features``: backbone maps ``{name: (B, C_s, H/s, W/s)}``.
 
         Returns:
             ``mask_features`` ``(B, mask_dim, H/common_stride, W/common_stride)`` and the three coarsest
             outputs ``(B, conv_dim, h, w)``, coarse to fine (strides 32, 16, 8 for res2..res5).
         """
-        outs: List[torch.Tensor] = []
+        outs: list[torch.Tensor] = []
         for name, lateral, output in zip(self.in_features, self.lateral_convs, self.output_convs):
             y = lateral(features[name])
             if outs:

@@ -6,10 +6,11 @@ learned offsets, and averages the bilinearly sampled values with learned softmax
 (x, y) in [0, 1] maps to the pixel coordinate ``(x * W - 0.5, y * H - 0.5)``, so pixel centres sit at
 ``((j + 0.5) / W, (i + 0.5) / H)``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ def ms_deform_attn_sample(
     _, lq, _, n_levels, n_points, _ = sampling_locations.shape
     per_level = value.split([int(h) * int(w) for h, w in spatial_shapes], dim=1)
     grids = 2.0 * sampling_locations - 1.0
-    samples: List[torch.Tensor] = []
+    samples: list[torch.Tensor] = []
     for level, (h, w) in enumerate(spatial_shapes):
         # (B, HW, heads, d) -> (B * heads, d, H, W)
         v = per_level[level].permute(0, 2, 3, 1).reshape(b * n_heads, head_dim, int(h), int(w))
@@ -102,7 +103,7 @@ class MSDeformAttn(nn.Module):
         value: torch.Tensor,
         spatial_shapes: torch.Tensor | Sequence[Sequence[int]],
         level_start_index: torch.Tensor | Sequence[int],
-        padding_mask: Optional[torch.Tensor] = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend from each query around its reference points.
 
@@ -134,7 +135,7 @@ class MSDeformAttn(nn.Module):
         return self.output_proj(ms_deform_attn_sample(v, shapes, locations, weights))
 
     def _check(
-        self, value: torch.Tensor, shapes: List[tuple], level_start_index: List[int], reference_points: torch.Tensor
+        self, value: torch.Tensor, shapes: list[tuple], level_start_index: list[int], reference_points: torch.Tensor
     ) -> None:
         """Raise ValueError when the flattened value, level offsets and reference points disagree."""
         if len(shapes) != self.n_levels or reference_points.shape[-2:] != (self.n_levels, 2):

@@ -5,9 +5,10 @@ The ``deformable_in_features`` (res3..res5) are projected to ``conv_dim`` channe
 backbone levels (res2) are fused top-down: lateral 1x1 conv + upsampled coarser output, then a 3x3 conv
 with norm and ReLU. ``mask_features`` is a 1x1 conv of the ``common_stride`` map.
 """
+
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,9 @@ class MSDeformAttnEncoderLayer(nn.Module):
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.norm1 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(dim_feedforward, d_model),
         )
         for linear in (self.ffn[0], self.ffn[3]):
@@ -51,7 +54,7 @@ class MSDeformAttnEncoderLayer(nn.Module):
         src: torch.Tensor,
         pos: torch.Tensor,
         reference_points: torch.Tensor,
-        spatial_shapes: Sequence[Tuple[int, int]],
+        spatial_shapes: Sequence[tuple[int, int]],
         level_start_index: Sequence[int],
     ) -> torch.Tensor:
         """``src``/``pos`` ``(B, sum HW, C)``, ``reference_points`` ``(B, sum HW, L, 2)`` -> ``(B, sum HW, C)``;
@@ -69,7 +72,13 @@ class MSDeformAttnEncoder(nn.Module):
     """
 
     def __init__(
-        self, num_layers: int, d_model: int, n_levels: int, n_heads: int, n_points: int, dim_feedforward: int,
+        self,
+        num_layers: int,
+        d_model: int,
+        n_levels: int,
+        n_heads: int,
+        n_points: int,
+        dim_feedforward: int,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -78,7 +87,7 @@ class MSDeformAttnEncoder(nn.Module):
             for _ in range(num_layers)
         )
 
-    def forward(self, maps: Sequence[torch.Tensor], pos: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, maps: Sequence[torch.Tensor], pos: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """``maps``/``pos``: per level ``(B, C, H_l, W_l)`` (pos already includes the level embedding)
         -> refined maps, same shapes and order."""
         shapes = [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]  # Python ints: no host sync per layer
@@ -89,12 +98,10 @@ class MSDeformAttnEncoder(nn.Module):
         reference = self._reference_points(shapes, maps[0]).expand(src.shape[0], -1, len(shapes), -1)
         for layer in self.layers:
             src = layer(src, pos_flat, reference, shapes, level_start_index)
-        return [
-            s.transpose(1, 2).reshape(s.shape[0], -1, h, w) for s, (h, w) in zip(src.split(sizes, dim=1), shapes)
-        ]
+        return [s.transpose(1, 2).reshape(s.shape[0], -1, h, w) for s, (h, w) in zip(src.split(sizes, dim=1), shapes)]
 
     @staticmethod
-    def _reference_points(shapes: Sequence[Tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
+    def _reference_points(shapes: Sequence[tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
         """Pixel centres of every level, normalised (x, y): ``(1, sum HW, 1, 2)``."""
         points = []
         for h, w in shapes:
@@ -123,7 +130,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
     def __init__(
         self,
         *,
-        input_shape: Dict[str, ShapeSpec],
+        input_shape: dict[str, ShapeSpec],
         deformable_in_features: Sequence[str],
         conv_dim: int,
         mask_dim: int,
@@ -145,8 +152,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
             raise ValueError(
                 f"need >= {NUM_MULTI_SCALE} levels ending at stride {common_stride}, got strides {strides}"
             )
-        self.input_proj = nn.ModuleList(self._input_proj(input_shape[n].channels, conv_dim)
-                                        for n in self.deformable_features)
+        self.input_proj = nn.ModuleList(
+            self._input_proj(input_shape[n].channels, conv_dim) for n in self.deformable_features
+        )
         self.level_embed = nn.Parameter(torch.empty(len(self.deformable_features), conv_dim).normal_())
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2)
         self.encoder = MSDeformAttnEncoder(
@@ -167,7 +175,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         return proj
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> dict:
+    def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]) -> dict:
         """Keyword arguments from ``MODEL.PIXEL_DECODER.*`` (``IN_FEATURES`` selects the read features)."""
         pix = cfg.MODEL.PIXEL_DECODER
         return {
@@ -183,7 +191,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "common_stride": pix.COMMON_STRIDE,
         }
 
-    def forward(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``features``: backbone maps ``{name: (B, C_s, H/s, W/s)}``.
 
         Returns:

@@ -3,6 +3,7 @@
 Members are ``nn.Module`` classes called as ``cls(cfg)`` (``@configurable``); see
 :class:`s2vnet.modeling.transformer_decoder.kmeans_decoder.KMeansTransformerDecoder` for the call contract.
 """
+
 from __future__ import annotations
 
 from detectron2.utils.registry import Registry

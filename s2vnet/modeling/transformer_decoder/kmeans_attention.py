@@ -1,4 +1,5 @@
 """k-means cross-attention (paper Eq. 2-3, after kMaX-DeepLab) and the decoder's other sub-layers."""
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,9 @@ class KMeansCrossAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, centroids: torch.Tensor, centroid_pos: torch.Tensor, pixels: torch.Tensor,
-                pixel_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, centroids: torch.Tensor, centroid_pos: torch.Tensor, pixels: torch.Tensor, pixel_pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             centroids: ``(B, N, D)``; centroid_pos: ``(B, N, D)`` positional embedding of the slots.
@@ -84,7 +86,9 @@ class FFNLayer(nn.Module):
 
     def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 

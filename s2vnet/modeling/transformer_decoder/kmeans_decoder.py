@@ -1,13 +1,14 @@
 """The per-slice k-means transformer decoder (Mask2Former's decoder with k-means cross-attention)."""
+
 from __future__ import annotations
 
 import torch
 from detectron2.config import configurable
 from torch import nn
 
+from s2vnet.modeling.mlp import MLP
 from s2vnet.modeling.position_encoding import PositionEmbeddingSine
 from s2vnet.modeling.transformer_decoder.build import TRANSFORMER_DECODER_REGISTRY
-from s2vnet.modeling.mlp import MLP
 from s2vnet.modeling.transformer_decoder.kmeans_attention import FFNLayer, KMeansCrossAttention, SelfAttentionLayer
 
 NUM_LEVELS = 3
@@ -40,15 +41,29 @@ class KMeansTransformerDecoder(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, in_channels: int, mask_dim: int, num_classes: int, hidden_dim: int, nheads: int,
-                 dim_feedforward: int, dec_layers: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        mask_dim: int,
+        num_classes: int,
+        hidden_dim: int,
+        nheads: int,
+        dim_feedforward: int,
+        dec_layers: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.input_proj = nn.ModuleList(
-            nn.Conv2d(in_channels, hidden_dim, 1) if in_channels != hidden_dim else nn.Identity() for _ in range(NUM_LEVELS))
+            nn.Conv2d(in_channels, hidden_dim, 1) if in_channels != hidden_dim else nn.Identity()
+            for _ in range(NUM_LEVELS)
+        )
         self.level_embed = nn.Embedding(NUM_LEVELS, hidden_dim)
         self.pos_enc = PositionEmbeddingSine(hidden_dim // 2)
-        self.layers = nn.ModuleList(KMeansDecoderLayer(hidden_dim, nheads, dim_feedforward, dropout) for _ in range(dec_layers))
+        self.layers = nn.ModuleList(
+            KMeansDecoderLayer(hidden_dim, nheads, dim_feedforward, dropout) for _ in range(dec_layers)
+        )
         self.norm = nn.LayerNorm(hidden_dim)
         self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
@@ -56,9 +71,16 @@ class KMeansTransformerDecoder(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> dict:
         s2v = cfg.MODEL.S2VNET
-        return {"in_channels": cfg.MODEL.PIXEL_DECODER.CONVS_DIM, "mask_dim": cfg.MODEL.PIXEL_DECODER.MASK_DIM,
-                "num_classes": s2v.NUM_CLASSES, "hidden_dim": s2v.HIDDEN_DIM, "nheads": s2v.NHEADS,
-                "dim_feedforward": s2v.DIM_FEEDFORWARD, "dec_layers": s2v.DEC_LAYERS, "dropout": s2v.DROPOUT}
+        return {
+            "in_channels": cfg.MODEL.PIXEL_DECODER.CONVS_DIM,
+            "mask_dim": cfg.MODEL.PIXEL_DECODER.MASK_DIM,
+            "num_classes": s2v.NUM_CLASSES,
+            "hidden_dim": s2v.HIDDEN_DIM,
+            "nheads": s2v.NHEADS,
+            "dim_feedforward": s2v.DIM_FEEDFORWARD,
+            "dec_layers": s2v.DEC_LAYERS,
+            "dropout": s2v.DROPOUT,
+        }
 
     def _flatten_levels(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, tuple]]:
         levels = []
@@ -74,8 +96,13 @@ class KMeansTransformerDecoder(nn.Module):
         masks = torch.einsum("bnc,bchw->bnhw", self.mask_embed(x), mask_features)
         return self.class_embed(x), masks
 
-    def forward(self, multi_scale_features: list[torch.Tensor], mask_features: torch.Tensor,
-                centroids: torch.Tensor, centroid_pos: torch.Tensor) -> dict:
+    def forward(
+        self,
+        multi_scale_features: list[torch.Tensor],
+        mask_features: torch.Tensor,
+        centroids: torch.Tensor,
+        centroid_pos: torch.Tensor,
+    ) -> dict:
         levels = self._flatten_levels(multi_scale_features)
         outputs = []
         x = centroids
@@ -83,6 +110,11 @@ class KMeansTransformerDecoder(nn.Module):
             src, pos, (h, w) = levels[i % NUM_LEVELS]
             x, logits = layer(x, centroid_pos, src, pos)
             pred_logits, pred_masks = self.predict(x, mask_features)
-            outputs.append({"pred_logits": pred_logits, "pred_masks": pred_masks,
-                            "kmeans_logits": logits.view(logits.shape[0], logits.shape[1], h, w)})
+            outputs.append(
+                {
+                    "pred_logits": pred_logits,
+                    "pred_masks": pred_masks,
+                    "kmeans_logits": logits.view(logits.shape[0], logits.shape[1], h, w),
+                }
+            )
         return {**outputs[-1], "aux_outputs": outputs[:-1], "centroids": x}
