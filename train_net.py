@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
+import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
+
+# isort: split
 import detectron2.engine.defaults
 import torch
 from detectron2.config import CfgNode
@@ -35,7 +38,6 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-import s2vnet  # noqa: F401  (first: silences torch's jit deprecation notice before Detectron2 imports; registers components)
 from s2vnet.config import setup_cfg
 from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
