@@ -133,7 +133,9 @@ def test_paper_config_fits_its_layout_and_evaluates(tmp_path, monkeypatch, confi
     root = make_root(tmp_path / "data", layout, split)
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
     cfg = setup_cfg(
-        str(REPO / config), SMALL + ["INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), "TEST.S2VNET.MODE", "automatic"]
+        str(REPO / config),
+        SMALL
+        + ["INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), "TEST.S2VNET.MODE", "automatic", "MODEL.DEVICE", "cpu"],
     )
     cfg = resolve_pretrained(cfg, training=True)
     load_train_net().check_classes(cfg)
