@@ -269,11 +269,17 @@ def folder_worker(model: ModelSpec, job: FolderJob) -> int:
 
 def _distributed_entry(model: ModelSpec, job: FolderJob) -> None:
     """:func:`folder_worker` in a launched process: bad input is one line and exit status 2."""
+    from detectron2.utils import comm
+
     try:
         folder_worker(model, job)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Leave together and close the process group: a rank that exits while gloo's threads still run aborts
+    # ("terminate called without an active exception").
+    comm.synchronize()
+    torch.distributed.destroy_process_group()
 
 
 def launch_folder_job(
