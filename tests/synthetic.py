@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,3 +155,13 @@ def phantom_clip(size: int = 64, empty_slice: int | None = None, clicks: bool = 
         "slice_indices": [0, 1, 2],
         "interactive_classes": torch.tensor([0]),
     }
+
+
+@contextlib.contextmanager
+def keep_locale():
+    """GDCM's DICOM writer leaves the process locale at "C" (ASCII text I/O); put it back afterwards."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)

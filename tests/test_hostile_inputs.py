@@ -7,9 +7,7 @@ Hostile NIfTI files are written byte by byte (:func:`raw_nifti`), since writers 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import locale
 import math
 import struct
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import keep_locale
 
 from s2vnet.data.dicom import series_geometry_problem
 from s2vnet.data.label_map import LabelMap
@@ -171,16 +170,6 @@ def test_limits_come_from_the_config():
 # ---------------------------------------------------------------- 5. DICOM geometry
 
 
-@contextlib.contextmanager
-def _keep_locale():
-    """GDCM's DICOM writer leaves the process locale at "C"; put it back afterwards."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
-
-
 def write_series(folder: Path, positions, orientation="1\\0\\0\\0\\1\\0") -> Path:
     """One 8 x 8 int16 slice per position (x, y, z mm), files named in reverse order."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +193,7 @@ def write_series(folder: Path, positions, orientation="1\\0\\0\\0\\1\\0") -> Pat
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{len(positions) - k:03d}.dcm"))
-        with _keep_locale():
+        with keep_locale():
             writer.Execute(slice_)
     return folder
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import locale
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import keep_locale
 
 from s2vnet.data import volume_io
 from s2vnet.data.dicom import holds_dicom
@@ -160,16 +159,6 @@ def test_write_volume_failure_keeps_previous_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- DICOM
 
 
-@contextlib.contextmanager
-def _keep_locale():
-    """GDCM's DICOM writer leaves the process locale at "C" (ASCII text I/O); put it back afterwards."""
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
-
-
 def _write_dicom_series(folder: Path, array: np.ndarray, spacing_zyx, origin_xyz, series_number: int = 1) -> None:
     """One file per slice, named in reverse position order so sorting by name would be wrong."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,7 +187,7 @@ def _write_dicom_series(folder: Path, array: np.ndarray, spacing_zyx, origin_xyz
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"s{series_number}_slice{nz - 1 - k:03d}.dcm"))
-        with _keep_locale():
+        with keep_locale():
             writer.Execute(slice_)
 
 
