@@ -171,6 +171,7 @@ def copy_model(results: Path, source: str, *targets: str) -> None:
             shutil.copy(results / "models" / source / name, folder / name)
 
 
+@pytest.mark.timeout(900)  # 2 trainings and 10 evaluations, each its own process (about 3 minutes on 2 idle cores)
 def test_tiny_kit_end_to_end(kit, tmp_path, demo_reference_files, monkeypatch, capsys):
     """Every result command with --run on two trained models: the full one, reused where the switches change no
     module (no adaptive sampling, automatic-only, interactive-only), and one without aggregation for Table 4."""
