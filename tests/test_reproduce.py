@@ -49,7 +49,7 @@ def btcv_root(tmp_path, monkeypatch) -> Path:
 def test_check_data_passes_the_papers_split(kit, btcv_root, tmp_path, capsys):
     assert kit.main(["check-data", "btcv", "--results", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "check_data_btcv.md").read_text()
-    assert "| btcv_train | 24 | 24 | 2-2 | 16-16 x 16-16 | 2.5-2.5 | 0.8-0.8, 0.8-0.8 | RAS 24 |" in report
+    assert "| btcv_train | 24 | 24 | 2 | 16 x 16 | 2.5 | 0.8, 0.8 | RAS 24 |" in report
     assert "| btcv_val | 6 | 6 |" in report and "## Problems (0)" in report
     assert capsys.readouterr().err == ""
 
