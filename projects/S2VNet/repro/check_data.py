@@ -127,8 +127,12 @@ def check_dataset(spec: DatasetSpec, tiny: bool = False) -> list[SplitReport]:
 
 
 def _range(values: list, axis: int) -> str:
+    """``min-max`` of one axis of ``values`` (one number when they agree; "-" when empty)."""
     column = [v[axis] for v in values]
-    return f"{min(column):g}-{max(column):g}" if column else "-"
+    if not column:
+        return "-"
+    low, high = min(column), max(column)
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def report_markdown(spec: DatasetSpec, reports: list[SplitReport]) -> str:
@@ -136,9 +140,9 @@ def report_markdown(spec: DatasetSpec, reports: list[SplitReport]) -> str:
     lines = [
         f"# check-data {spec.name}",
         "",
-        f"Root: `{datasets_root().resolve()}`",
+        f"Datasets folder: `{datasets_root().resolve()}`. Expected: the case count of the paper's split.",
         "",
-        "| split | cases | paper | z slices | y x pixels | spacing z (mm) | spacing y, x (mm) | stored orientation |",
+        "| split | cases | expected | z slices | y x pixels | spacing z (mm) | spacing y, x (mm) | orientation |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:

@@ -124,9 +124,13 @@ def plan_lines(kit: Kit, evaluations: Sequence[Evaluation]) -> list[str]:
     """What a result needs, one entry per model and evaluation: its state, and the command of those still to run."""
     lines = []
     for model in models_of(evaluations):
-        done = checkpoint(kit, model).is_file()
-        command = "" if done else f"\n    {shlex.join(train_command(kit, model))}"
-        lines.append(f"model {model.name} [{'trained' if done else 'to train'}]: {model.about}{command}")
+        if checkpoint(kit, model).is_file():
+            state, command = "trained", ""
+        elif all(metrics_path(kit, e).is_file() for e in evaluations if e.model == model):
+            state, command = "not needed: its evaluations exist", ""
+        else:
+            state, command = "to train", f"\n    {shlex.join(train_command(kit, model))}"
+        lines.append(f"model {model.name} [{state}]: {model.about}{command}")
     for e in dict.fromkeys(evaluations):
         done = metrics_path(kit, e).is_file()
         command = "" if done else f"\n    {shlex.join(eval_command(kit, e))}"
