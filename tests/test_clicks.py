@@ -147,8 +147,8 @@ def test_click_type_checks_its_own_fields():
         with pytest.raises(ValueError):
             Click(**{"class_index": 0, "position": (0, 0, 0), "frame": "zyx", **bad})
     tensors = click_tensors([Click(1, (2, 3.5, 4.0), "working", False)])
-    assert tensors["coords"].tolist() == [[3.5, 4.0]] and tensors["classes"].tolist() == [1]
-    assert tensors["positive"].tolist() == [False]
+    assert tensors["coords"].tolist() == [[3.5, 4.0]] and tensors["classes"] == [1]
+    assert tensors["positive"] == [False]
     with pytest.raises(ValueError, match="working frame"):
         click_tensors([Click(1, (2, 3, 4), "zyx")])
 

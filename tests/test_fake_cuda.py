@@ -4,10 +4,9 @@ PyTorch's ``FakeTensorMode`` runs every operator on metadata only (shape, dtype,
 on the CPU and mixed with the model's "cuda" tensors raises ``FakeTensorDeviceMismatchError``, and a value
 read back to the host (``.item()``, ``.tolist()``, ``nonzero``, ``bool(tensor)``) raises
 ``DataDependentOutputException``: each such read would be a device-to-host synchronisation on a real GPU.
-The demo model (paper mode) and the Swin-B paper config encode slices and run an automatic sweep this way.
-Two known host reads are expected failures (strict: they fail loudly once fixed): the ``clicked`` class score
-tests ``bool(clicked.any())`` per slice, and the click path reads click classes with ``.tolist()``
-(``CentroidBank.click_centroids``, ``S2VNet``).
+The demo model (both modes) and the Swin-B paper config encode slices and run an automatic sweep this way, and
+the demo model runs click rounds (positive and negative clicks, both round fusions): click classes and signs stay
+host-side lists (``click_tensors``), so the click path never reads the device.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from s2vnet.config import setup_cfg
 from s2vnet.data.clicks import Click
@@ -54,18 +53,11 @@ def cpu_model(config: str, opts: list[str]) -> torch.nn.Module:
     return build_model(setup_cfg(str(REPO / config), opts + ["MODEL.DEVICE", "cpu"]))
 
 
-HOST_READ = pytest.mark.xfail(
-    raises=DataDependentOutputException,
-    strict=True,
-    reason=("CLICK_CLASS_SCORE 'clicked' (semantic._clicked_probs) tests bool(clicked.any()) on every slice"),
-)
-
-
 @pytest.mark.parametrize(
     "config, opts, size",
     [
         ("configs/demo/s2vnet_r18_demo_paper.yaml", DEMO, 64),
-        pytest.param("configs/demo/s2vnet_r18_demo.yaml", DEMO, 64, marks=HOST_READ),
+        ("configs/demo/s2vnet_r18_demo.yaml", DEMO, 64),
         ("configs/btcv/s2vnet_swinb.yaml", ["MODEL.SWIN_TIMM.PRETRAINED", ""], 96),
     ],
     ids=["demo_paper_mode", "demo_clicked_class", "swin_b"],
@@ -83,16 +75,18 @@ def test_encoder_and_automatic_sweep_stay_on_the_device_under_fp16(config, opts,
     assert scores.shape == (engine.num_classes, 3, size // 4, size // 4) and scores.device.type == "cuda"
 
 
-@pytest.mark.xfail(
-    raises=DataDependentOutputException,
-    strict=True,
-    reason="the click path reads click classes with .tolist() (interaction.py, meta_arch.py)",
+@pytest.mark.parametrize(
+    "config, fusion",
+    [("configs/demo/s2vnet_r18_demo_paper.yaml", "max"), ("configs/demo/s2vnet_r18_demo.yaml", "latest")],
+    ids=["paper_mode_max", "demo_latest"],
 )
-def test_an_interactive_round_stays_on_the_device():
-    image, model = np.zeros((3, 64, 64), dtype=np.uint8), cpu_model("configs/demo/s2vnet_r18_demo_paper.yaml", DEMO)
+def test_an_interactive_round_stays_on_the_device(config, fusion):
+    image, model = np.zeros((3, 64, 64), dtype=np.uint8), cpu_model(config, DEMO)
+    clicks = [Click(0, (1.0, 20.0, 20.0), "working"), Click(2, (2.0, 30.0, 9.0), "working", positive=False)]
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
-        engine = VolumeInference(to_fake_cuda(model, mode), slice_batch_size=2)
+        engine = VolumeInference(to_fake_cuda(model, mode), slice_batch_size=2, round_fusion=fusion)
         with fp16_autocast():
             features = engine.encode(image)
-            state = engine.start(features)
-            engine.interactive_round(features, state, [Click(0, (1.0, 20.0, 20.0), "working")])
+            state = engine.interactive_round(features, engine.start(features), clicks)
+            state = engine.interactive_round(features, state, clicks[:1])
+    assert state.fused.device.type == "cuda" and state.rounds == 2

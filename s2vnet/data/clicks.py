@@ -318,7 +318,8 @@ def click_tensors(clicks: Sequence[Click], device=None) -> dict:
     """Clicks of one slice (``working`` frame) -> the decoder's click input.
 
     Returns:
-        ``{"coords": float32 (n, 2) as (y, x) pixels, "classes": int64 (n,), "positive": bool (n,)}``.
+        ``{"coords": float32 (n, 2) as (y, x) pixels on ``device``, "classes": [int] * n, "positive": [bool] * n}``;
+        classes and signs stay host-side Python lists, so the decoder's slot bookkeeping never waits for the device.
     """
     import torch
 
@@ -327,6 +328,6 @@ def click_tensors(clicks: Sequence[Click], device=None) -> dict:
     coords = torch.tensor([c.position[1:] for c in clicks], dtype=torch.float32, device=device).reshape(-1, 2)
     return {
         "coords": coords,
-        "classes": torch.tensor([c.class_index for c in clicks], dtype=torch.long, device=device),
-        "positive": torch.tensor([c.positive for c in clicks], dtype=torch.bool, device=device),
+        "classes": [int(c.class_index) for c in clicks],
+        "positive": [bool(c.positive) for c in clicks],
     }

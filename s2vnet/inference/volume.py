@@ -74,10 +74,9 @@ def _fuse_max(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int], re
 
 
 def _fuse_latest(fused: torch.Tensor, new: torch.Tensor, clicked: Sequence[int], reached: torch.Tensor) -> torch.Tensor:
-    out = fused.clone()
-    for k in clicked:
-        out[k, reached[k]] = new[k, reached[k]]
-    return out
+    take = torch.zeros_like(reached)
+    take[list(clicked)] = reached[list(clicked)]
+    return torch.where(take[:, :, None, None], new, fused)
 
 
 # TEST.S2VNET.ROUND_FUSION -> fn(fused (K, Z, h, w), round scores (K, Z, h, w), clicked classes, reached (K, Z) bool)

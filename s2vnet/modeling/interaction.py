@@ -91,6 +91,11 @@ def sample_features(features: torch.Tensor, coords: torch.Tensor, image_hw: tupl
     return out[0, :, :, 0].t()
 
 
+def host_list(values) -> list:
+    """Click classes or signs as a Python list: inference passes lists already; training's mapper passes CPU tensors."""
+    return values.tolist() if torch.is_tensor(values) else list(values)
+
+
 def accumulate(features: torch.Tensor, beta: float, prior: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 8 over clicks in order: ``acc <- O_r + beta * acc``; ``features (n, D_f)`` -> ``(D_f,)``."""
     acc = prior
@@ -199,14 +204,14 @@ class CentroidBank(nn.Module):
 
         Args:
             features: ``(D_f, h, w)`` pixel embeddings of the clicked slice.
-            clicks: ``{"coords": (n, 2) (y, x), "classes": (n,), "positive": (n,) bool}``.
+            clicks: ``{"coords": (n, 2) (y, x), "classes": n ints, "positive": n bools}`` (lists or CPU tensors).
             image_hw: input slice size.
             memory: accumulated click features of earlier clicks/rounds (not modified).
         """
         sampled = sample_features(features, clicks["coords"].to(features.device, torch.float32), image_hw)
         new = memory.copy()
         out: list[ClickCentroid] = []
-        classes, positive = clicks["classes"].tolist(), clicks["positive"].tolist()
+        classes, positive = host_list(clicks["classes"]), host_list(clicks["positive"])
         for feature, k, pos in zip(sampled, classes, positive):
             if pos:
                 self._add(new.positive, new.positive_weight, k, feature)

@@ -19,9 +19,7 @@ def _head_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tens
 def _clicked_probs(probs: torch.Tensor, click_class: torch.Tensor, here: torch.Tensor) -> torch.Tensor:
     """Click slots keep only their clicked class or no-object (all foreground mass to the clicked class); on the
     clicked slice itself the slot is its class."""
-    clicked = click_class >= 0
-    if not bool(clicked.any()):
-        return probs
+    clicked = click_class >= 0  # no early return on "none clicked": that test would wait for the device
     num_fg = probs.shape[1] - 1
     k = click_class.clamp(min=0)
     as_clicked = torch.zeros_like(probs)
