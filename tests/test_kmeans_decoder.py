@@ -73,6 +73,20 @@ def test_decoder_outputs_per_layer():
     assert sizes == [(2, 3), (4, 6), (8, 12), (2, 3)]  # layer i attends to level i % 3
 
 
+def test_inference_skips_the_deep_supervision_heads_and_gives_the_same_final_prediction():
+    torch.manual_seed(3)
+    decoder = _decoder()
+    ms = [torch.randn(1, 16, 2, 3), torch.randn(1, 16, 4, 6), torch.randn(1, 16, 8, 12)]
+    inputs = (ms, torch.randn(1, 24, 16, 24), torch.randn(1, 7, 24), torch.randn(1, 7, 24))
+    reference = decoder.train()(*inputs)  # dropout is 0: training mode differs only in the heads it runs
+    calls = []
+    decoder.class_embed.register_forward_hook(lambda *_: calls.append(1))
+    fast = decoder.eval()(*inputs)
+    assert len(calls) == 1 and fast["aux_outputs"] == []
+    for key in ("pred_logits", "pred_masks", "kmeans_logits", "centroids"):
+        torch.testing.assert_close(fast[key], reference[key], rtol=0, atol=0)
+
+
 def test_decoder_builds_from_cfg():
     from s2vnet.config import get_s2vnet_cfg
     from s2vnet.modeling.transformer_decoder import build_transformer_decoder

@@ -36,7 +36,8 @@ class KMeansTransformerDecoder(nn.Module):
     ``multi_scale_features`` = three ``(B, C, h_l, w_l)`` maps (coarse to fine), ``mask_features``
     ``(B, mask_dim, H/4, W/4)``, ``centroids`` and ``centroid_pos`` ``(B, N, D)``. Layer ``i`` attends to
     level ``i % 3``. Returns the last layer's ``{"pred_logits" (B, N, K+1), "pred_masks" (B, N, H/4, W/4),
-    "kmeans_logits" (B, N, h_l, w_l)}`` plus ``"aux_outputs"`` (the same for earlier layers) and
+    "kmeans_logits" (B, N, h_l, w_l)}`` plus ``"aux_outputs"`` (the same for earlier layers; in training
+    mode only; in eval mode the heads run on the last layer alone and ``"aux_outputs"`` is empty) and
     ``"centroids"`` ``(B, N, D)``, the refined centroids that propagation passes on.
     """
 
@@ -106,9 +107,12 @@ class KMeansTransformerDecoder(nn.Module):
         levels = self._flatten_levels(multi_scale_features)
         outputs = []
         x = centroids
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             src, pos, (h, w) = levels[i % NUM_LEVELS]
             x, logits = layer(x, centroid_pos, src, pos)
+            if i < last and not self.training:
+                continue  # deep supervision is for training: inference needs only the last layer's heads
             pred_logits, pred_masks = self.predict(x, mask_features)
             outputs.append(
                 {
