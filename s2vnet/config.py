@@ -223,6 +223,16 @@ def _add_test(test: CN) -> None:
     # What a refinement round predicts for a clicked class: "click" (paper Eq. 9: M_k^r x c_k^r of the centroids
     # its clicks initialised, followed through the volume) or "all" (the round's whole decoding, every centroid).
     test.ROUND_SCORES = "click"
+    # Beyond the paper: click edits (s2vnet/inference/click_prior.py). "none" (paper): clicks act only through the
+    # decoder. "feature": a click's label holds in its region of the pixel-decoder embedding, whatever the decoder
+    # answers: a positive click gives the region to its class, a negative click takes its class out of it.
+    test.CLICK_PRIOR = "none"
+    # "feature" region: cells whose embedding has at least this cosine similarity with the clicked cell's ...
+    test.CLICK_PRIOR_SIMILARITY = 0.8
+    # ... within this many mask-resolution cells (1/COMMON_STRIDE of the working grid) in-plane ...
+    test.CLICK_PRIOR_RADIUS = 6
+    # ... and this many slices above and below the click, 6-connected to the clicked cell.
+    test.CLICK_PRIOR_SLICES = 2
     # Seed of the click simulation's tie-breaking during evaluation.
     test.CLICK_SEED = 0
     # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from s2vnet.data.clicks import Click, click_tensors
+from s2vnet.inference.click_prior import ClickEdits, ClickPrior
 from s2vnet.modeling.interaction import ClickMemory
 from s2vnet.modeling.meta_arch import S2VNet, SliceFeatures
 
@@ -94,6 +95,7 @@ class InteractionState:
     fused: torch.Tensor
     memory: ClickMemory = field(default_factory=ClickMemory)
     rounds: int = 0
+    edits: ClickEdits | None = None  # click edits so far (TEST.S2VNET.CLICK_PRIOR), applied after each fusion
 
 
 class VolumeInference:
@@ -108,6 +110,7 @@ class VolumeInference:
         progress: bool = False,
         budget_mb: float = 0.0,
         round_scores: str = "click",
+        click_prior: ClickPrior | None = None,
     ) -> None:
         """
         Args:
@@ -118,6 +121,8 @@ class VolumeInference:
             round_fusion: key of :data:`ROUND_FUSIONS`.
             round_scores: one of :data:`ROUND_SCORES`: "click" (paper Eq. 9: a round contributes the prediction of
                 its click-initialised centroids) or "all" (the round's whole decoding, every centroid).
+            click_prior: turns each round's clicks into edits that override the fused scores
+                (:mod:`s2vnet.inference.click_prior`); None: clicks act only through the decoder (paper).
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
         """
@@ -129,6 +134,7 @@ class VolumeInference:
         if round_scores not in ROUND_SCORES:
             raise ValueError(f"unknown round scores '{round_scores}'; known: {', '.join(ROUND_SCORES)}")
         self.round_scores = round_scores
+        self.click_prior = click_prior or ClickPrior()
         on_gpu = model.device.type == "cuda"
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
@@ -136,7 +142,7 @@ class VolumeInference:
 
     @classmethod
     def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> VolumeInference:
-        """Engine with ``TEST.S2VNET.{SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES}``."""
+        """Engine from TEST.S2VNET (SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES, CLICK_PRIOR*)."""
         test = cfg.TEST.S2VNET
         return cls(
             model,
@@ -145,6 +151,7 @@ class VolumeInference:
             progress=progress,
             budget_mb=test.ENCODE_BUDGET_MB,
             round_scores=test.ROUND_SCORES,
+            click_prior=ClickPrior.from_cfg(cfg),
         )
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
@@ -258,7 +265,10 @@ class VolumeInference:
             round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
             reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
         fused = self.fuse(state.fused, round_scores, clicked, reached)
-        return InteractionState(fused, memory, state.rounds + 1)
+        edits = self.click_prior.update(state.edits, features.mask_features, fused, clicks, self.model.mask_stride)
+        if edits is not None:
+            fused = edits.apply(fused)
+        return InteractionState(fused, memory, state.rounds + 1, edits)
 
     def labels(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
         """Fused scores ``(K, Z, h, w)`` -> uint8 labels ``(Z, Y, X)`` (0 = background, c + 1 = class c)."""
