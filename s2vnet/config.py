@@ -227,12 +227,16 @@ def _add_test(test: CN) -> None:
     # decoder. "feature": a click's label holds in its region of the pixel-decoder embedding, whatever the decoder
     # answers: a positive click gives the region to its class, a negative click takes its class out of it.
     test.CLICK_PRIOR = "none"
-    # "feature" region: cells whose embedding has at least this cosine similarity with the clicked cell's ...
+    # "feature" region: voxels whose (upsampled) embedding has at least this cosine similarity with the clicked
+    # voxel's ...
     test.CLICK_PRIOR_SIMILARITY = 0.8
-    # ... within this many mask-resolution cells (1/COMMON_STRIDE of the working grid) in-plane ...
-    test.CLICK_PRIOR_RADIUS = 6
-    # ... and this many slices above and below the click, 6-connected to the clicked cell.
+    # ... within this many working-grid pixels in-plane ...
+    test.CLICK_PRIOR_RADIUS = 12
+    # ... and this many slices above and below the click ...
     test.CLICK_PRIOR_SLICES = 2
+    # ... whose uint8 intensity (after the CT window / MRI normalisation) is within this of the clicked voxel's
+    # (0: no intensity test), 6-connected to the click. Per class, the nearest click decides inside the regions.
+    test.CLICK_PRIOR_INTENSITY = 0.0
     # Seed of the click simulation's tie-breaking during evaluation.
     test.CLICK_SEED = 0
     # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.

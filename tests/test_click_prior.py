@@ -1,6 +1,8 @@
-"""Click edits (TEST.S2VNET.CLICK_PRIOR): a click's label holds in its embedding region, whatever the decoder says."""
+"""Click edits (TEST.S2VNET.CLICK_PRIOR): a click's label holds in its region, whatever the decoder says."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,82 +10,96 @@ import torch
 from synthetic import tiny_cfg, tiny_model
 
 from s2vnet.data.clicks import Click
-from s2vnet.inference.click_prior import ClickEdits, ClickPrior, click_cell, feature_region
+from s2vnet.inference.click_prior import ClickEdits, ClickPrior, feature_seed
 from s2vnet.inference.volume import VolumeInference
 
 
-def _two_region_features() -> torch.Tensor:
-    """``(Z=5, D=2, 12, 12)`` embeddings: direction (1, 0) on the left half, (0, 1) on the right, plus an island of
-    the left's direction at the far right that no path of similar cells joins to the left half."""
+def _two_region_features() -> SimpleNamespace:
+    """Stride-1 features of a ``(5, 12, 12)`` volume: embedding (1, 0) on the left half, (0, 1) on the right,
+    plus an island of the left's embedding at the far right that no path of similar voxels joins to the left."""
     feats = torch.zeros(5, 2, 12, 12)
     feats[:, 0, :, :6] = 1.0
     feats[:, 1, :, 6:] = 1.0
     feats[:, :, 5:7, 10:12] = torch.tensor([1.0, 0.0])[None, :, None, None]
-    return feats
+    return SimpleNamespace(mask_features=feats, image=np.full((5, 12, 12), 100, np.uint8))
+
+
+def _region(seed) -> np.ndarray:
+    full = np.zeros((5, 12, 12), bool)
+    full[seed.box] = np.isfinite(seed.distance)
+    return full
 
 
 def test_a_click_region_is_the_connected_similar_embedding_within_the_radius():
-    zs, ys, xs, region = feature_region(_two_region_features(), (2, 6, 2), similarity=0.9, radius=20, slices=1)
-    full = np.zeros((5, 12, 12), bool)
-    full[zs, ys, xs] = region
-    assert full[1:4, :, :6].all()  # the clicked half, on the clicked slice and one slice either side
-    assert not full[:, :, 6:].any()  # neither the other half nor the disconnected island of the same embedding
-    assert not full[0].any() and not full[4].any()  # beyond SLICES
+    prior = ClickPrior(feature_seed, similarity=0.9, radius=20, slices=1)
+    region = _region(feature_seed(Click(0, (2, 6, 2), "working"), _two_region_features(), 1, prior))
+    assert region[1:4, :, :6].all()  # the clicked half, on the clicked slice and one slice either side
+    assert not region[:, :, 6:].any()  # neither the other half nor the disconnected island of the same embedding
+    assert not region[0].any() and not region[4].any()  # beyond SLICES
 
 
-def test_the_radius_bounds_the_region_in_plane():
-    zs, ys, xs, region = feature_region(_two_region_features(), (2, 6, 2), similarity=0.9, radius=2, slices=0)
-    full = np.zeros((5, 12, 12), bool)
-    full[zs, ys, xs] = region
-    assert full[2, 6, 2] and full[2, 4, 2] and not full[2, 6, 5] and not full[2, 1, 2]
-    assert full.sum() == full[2].sum()
+def test_the_radius_and_the_intensity_bound_the_region():
+    features = _two_region_features()
+    small = _region(feature_seed(Click(0, (2, 6, 2), "working"), features, 1, ClickPrior(feature_seed, 0.9, 2, 0)))
+    assert small[2, 6, 2] and small[2, 4, 2] and not small[2, 6, 5] and not small[2, 1, 2]
+    assert small.sum() == small[2].sum()
+    features.image[:, :, 3:] = 180  # an edge in intensity inside the left half
+    sharp = ClickPrior(feature_seed, 0.9, 20, 0, intensity=30)
+    region = _region(feature_seed(Click(0, (2, 6, 1), "working"), features, 1, sharp))
+    assert region[2, :, :3].all() and not region[2, :, 3:].any()
 
 
-def test_a_negative_click_lowers_its_class_near_it_and_a_later_positive_click_raises_it_again():
-    feats = _two_region_features()
-    scores = torch.zeros(2, 5, 12, 12)
-    scores[0] = 0.9  # class 0 everywhere: a false positive on the right half
-    prior = ClickPrior(feature_region, similarity=0.9, radius=20, slices=1)
-    edits = prior.update(None, feats, scores, [Click(0, (2, 6 * 4, 9 * 4), "working", positive=False)], stride=4)
-    after = edits.apply(scores)
-    assert after[0, 2, :, 6:10].max() == 0.0  # removed where the negative click's region is ...
-    assert after[0, 2, 5, 11] == pytest.approx(0.9)  # ... not on the island of another embedding
-    assert torch.equal(after[0, 2, :, :6], scores[0, 2, :, :6])  # untouched elsewhere
-    again = prior.update(edits, feats, after, [Click(0, (2, 6 * 4, 9 * 4), "working")], stride=4).apply(after)
-    assert again[0, 2, 6, 9] == 1.0 and again[1, 2, 6, 9] == 0.0  # the later click wins; other classes lose it
-    assert edits.apply(scores)[0, 2, 6, 9] == 0.0  # the earlier edits were copied, not changed (undo keeps them)
+def test_the_embedding_is_upsampled_from_mask_resolution():
+    cells = torch.zeros(1, 2, 4, 4)
+    cells[:, 0, :, :2], cells[:, 1, :, 2:] = 1.0, 1.0  # left / right halves at stride 4: 16 x 16 pixels
+    features = SimpleNamespace(mask_features=cells, image=np.zeros((1, 16, 16), np.uint8))
+    region = feature_seed(Click(0, (0, 8, 2), "working"), features, 4, ClickPrior(feature_seed, 0.9, 20, 0))
+    full = np.zeros((1, 16, 16), bool)
+    full[region.box] = np.isfinite(region.distance)
+    assert full[0, :, :6].all() and not full[0, :, 10:].any()  # the boundary falls between cells 1 and 2
 
 
-def test_a_positive_click_takes_the_region_from_another_class():
-    edits = ClickEdits.empty(torch.zeros(3, 1, 4, 4))
-    region = np.zeros((1, 4, 4), bool)
-    region[0, :2, :2] = True
-    edits.add(0, (slice(0, 1), slice(0, 4), slice(0, 4)), region, positive=True)
-    edits.add(2, (slice(0, 1), slice(0, 4), slice(0, 4)), region[:, :, ::-1].copy(), positive=True)
-    scores = torch.full((3, 1, 4, 4), 0.7)
-    out = edits.apply(scores)
-    assert out[:, 0, 0, 0].tolist() == [1.0, 0.0, 0.0] and out[:, 0, 0, 3].tolist() == [0.0, 0.0, 1.0]
-    assert out[:, 0, 3, 3].tolist() == pytest.approx([0.7, 0.7, 0.7])  # no click there
+def test_a_negative_click_lowers_its_class_near_it_and_a_positive_click_keeps_its_side():
+    features = _two_region_features()
+    prior = ClickPrior(feature_seed, similarity=-1.0, radius=20, slices=1)  # one region: the whole box
+    scores = torch.full((2, 12, 12), 0.3)
+    scores[0] = 0.9  # class 0 everywhere
+    negative = prior.update(None, features, [Click(0, (2, 6, 10), "working", positive=False)], 1)
+    after = negative.apply(scores, 2)
+    assert after[0].max() == 0.0 and torch.equal(after[1], scores[1])  # class 0 removed, the others untouched
+    both = prior.update(negative, features, [Click(0, (2, 6, 1), "working")], 1).apply(scores, 2)
+    assert both[0, 6, 0] == 1.0 and both[1, 6, 0] == 0.0  # the positive click's side: class 0, and only it
+    assert both[0, 6, 11] == 0.0  # the negative click's side stays removed
+    assert negative.apply(scores, 2)[0, 6, 0] == 0.0  # the earlier edits are unchanged (undo keeps them)
+    assert torch.equal(negative.apply(scores, 4), scores)  # beyond the seeds' slices: no edit
 
 
-def test_click_cell_maps_working_pixels_to_mask_cells_inside_the_grid():
-    assert click_cell(Click(1, (3.0, 9.0, 15.9), "working"), 4, (5, 8, 8)) == (3, 2, 3)
-    assert click_cell(Click(1, (9.0, 99.0, 0.0), "working"), 4, (5, 8, 8)) == (4, 7, 0)
+def test_where_two_classes_claim_a_voxel_the_nearest_click_wins():
+    features = _two_region_features()
+    prior = ClickPrior(feature_seed, similarity=-1.0, radius=20, slices=0)
+    clicks = [Click(0, (2, 6, 0), "working"), Click(1, (2, 6, 9), "working")]
+    out = prior.update(None, features, clicks, 1).apply(torch.full((2, 12, 12), 0.7), 2)
+    assert out[:, 6, 2].tolist() == [1.0, 0.0] and out[:, 6, 7].tolist() == [0.0, 1.0]
+
+
+def test_no_prior_means_no_edits():
+    assert ClickPrior().update(None, _two_region_features(), [Click(0, (2, 6, 1), "working")], 1) is None
+    assert ClickEdits().apply(torch.ones(2, 3, 3), 0).eq(1).all()
 
 
 @pytest.mark.parametrize("prior", ["none", "feature"])
-def test_the_engine_obeys_clicks_only_with_a_click_prior(prior):
-    model = tiny_model("TEST.S2VNET.CLICK_PRIOR", prior)  # random weights: the decoder alone obeys nothing
-    engine = VolumeInference.from_cfg(model, tiny_cfg("TEST.S2VNET.CLICK_PRIOR", prior))
+def test_the_engine_obeys_clicks_with_a_click_prior(prior):
+    overrides = ("TEST.S2VNET.CLICK_PRIOR", prior)
+    engine = VolumeInference.from_cfg(tiny_model(*overrides), tiny_cfg(*overrides))  # random weights
     image = np.zeros((4, 40, 36), np.uint8)
     image[:, 8:24, 8:24] = 200
     features = engine.encode(image)
     start = engine.start(features)
     positive = engine.interactive_round(features, start, [Click(1, (2, 16.0, 16.0), "working")])
-    labels = engine.labels(positive.fused, features.image_hw, features.padded_hw)
     negative = engine.interactive_round(features, positive, [Click(1, (2, 16.0, 16.0), "working", positive=False)])
-    removed = engine.labels(negative.fused, features.image_hw, features.padded_hw)
+    added, removed = engine.state_labels(positive, features), engine.state_labels(negative, features)
     if prior == "feature":
-        assert labels[2, 16, 16] == 2 and removed[2, 16, 16] != 2
+        assert added[2, 16, 16] == 2 and removed[2, 16, 16] != 2
+        assert engine.state_labels(positive, features)[2, 16, 16] == 2  # the earlier state is unchanged
     else:
         assert positive.edits is None and negative.edits is None

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         features = engine.encode(prepared.image)
         start = engine.start(features)
-        auto = engine.labels(start.fused, features.image_hw, features.padded_hw)
+        auto = engine.state_labels(start, features)
         for protocol, rounds in evaluation_plan(test):
             rng = protocol_rng(test.CLICK_SEED, record["case_id"], protocol.name)
             totals[protocol.name] += obedience(

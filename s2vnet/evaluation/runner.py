@@ -65,7 +65,7 @@ def run_protocol(
         )
         if clicks:  # no error left: the volume stays as it is
             state = engine.interactive_round(features, state, clicks)
-            current = engine.labels(state.fused, features.image_hw, features.padded_hw)
+            current = engine.state_labels(state, features)
         out["rounds"].append(current)
         out["clicks"].append(clicks)
     return out

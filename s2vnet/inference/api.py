@@ -181,7 +181,7 @@ class InteractiveSession:
     def labels(self) -> np.ndarray:
         """Current labels ``(z, y, x)`` on the input grid."""
         features = self.features
-        working = self.predictor.engine.labels(self._history[-1].fused, features.image_hw, features.padded_hw)
+        working = self.predictor.engine.state_labels(self._history[-1], features)
         return self.prepared.to_input_grid(working)
 
     @property

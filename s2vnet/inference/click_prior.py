@@ -1,19 +1,20 @@
-"""Click edits: the user's label decides, in the region of the model's embedding that a click marks.
+"""Click edits: the user's label decides, in the region of the scan that a click marks.
 
 Beyond the paper (``TEST.S2VNET.CLICK_PRIOR``, "none" in the paper configs). The decoder's answer to a click
 can still be "not this class": a click centroid that the class head or the mask head does not carry gives
-no voxel to the class the user named. A click edit makes the click's label hold around the click whatever
-the decoder answers:
+no voxel to the class the user named. A click edit makes the click's label hold near the click whatever
+the decoder answers.
 
-- the click's *region* is the set of mask-resolution cells whose pixel-decoder embedding (the features Eq. 7
-  samples) has a cosine similarity of at least ``similarity`` with the clicked cell's embedding, within
-  ``radius`` cells in-plane and ``slices`` slices of the click, and 6-connected to the clicked cell;
-- a positive click of class k *claims* its region for k (k wins there, other classes lose it);
-- a negative click of class k *forbids* k in its region (the next-best class or background takes it).
-
-Edits accumulate over a session, a later click overriding an earlier one where regions overlap, and are
-applied after each round's fusion, so the fusion rule (Eq. 9's max included) cannot take back what a click
-decided.
+Each click becomes a *seed* with a *region* on the working grid: the voxels within ``radius`` pixels in-plane
+and ``slices`` slices of the click whose pixel-decoder embedding (the features Eq. 7 samples, bilinearly
+upsampled from mask resolution) has a cosine similarity of at least ``similarity`` with the clicked voxel's,
+whose intensity differs from the clicked voxel's by at most ``intensity`` (0: no intensity test), and which are
+6-connected to the click. Inside the regions, per class, the nearest seed of that class decides (Voronoi
+between a class's positive and negative clicks, so a negative click next to a positive one removes only what
+is closer to it): a positive seed *claims* the voxel for its class, a negative seed *forbids* its class there.
+Where several classes claim a voxel, the nearest seed wins. Edits are applied to the full-resolution scores
+when labels are made, after the rounds' fusion, so the fusion rule (Eq. 9's max included) cannot take back
+what a click decided; the fused scores themselves stay the decoder's.
 """
 
 from __future__ import annotations
@@ -23,95 +24,101 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from s2vnet.data.clicks import Click
 
-__all__ = ["CLICK_PRIORS", "ClickEdits", "ClickPrior", "click_cell"]
+__all__ = ["CLICK_PRIORS", "ClickEdits", "ClickPrior", "Seed", "feature_seed"]
 
 
-def click_cell(click: Click, stride: int, grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The mask-resolution cell ``(z, y, x)`` of a ``working``-frame click on a ``(Z, h, w)`` grid."""
-    z, y, x = click.position
-    return (
-        int(np.clip(round(z), 0, grid[0] - 1)),
-        int(np.clip(y // stride, 0, grid[1] - 1)),
-        int(np.clip(x // stride, 0, grid[2] - 1)),
-    )
+@dataclass(frozen=True)
+class Seed:
+    """One click's edit: ``distance (bz, by, bx)`` float32 from the click inside ``box`` (inf outside its region)."""
+
+    class_index: int
+    positive: bool
+    box: tuple[slice, slice, slice]
+    distance: np.ndarray
 
 
-def _disc(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: int) -> np.ndarray:
-    """Boolean ``shape`` mask of the cells within ``radius`` cells in-plane of ``centre``, on every slice."""
-    dy = (np.arange(shape[1]) - centre[1])[:, None]
-    dx = (np.arange(shape[2]) - centre[2])[None, :]
-    return np.broadcast_to(dy**2 + dx**2 <= radius**2, shape)
+def _box(centre: Sequence[int], shape: Sequence[int], half: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(max(c - h, 0), min(c + h + 1, n)) for c, n, h in zip(centre, shape, half))
 
 
-def feature_region(
-    mask_features: torch.Tensor, cell: tuple[int, int, int], similarity: float, radius: int, slices: int
-) -> tuple[slice, slice, slice, np.ndarray]:
-    """The region a click at ``cell`` marks in ``mask_features (Z, D, h, w)``.
+def _similarity(mask_features: torch.Tensor, box: tuple[slice, ...], centre: tuple[int, int, int], stride: int):
+    """Cosine similarity ``(bz, by, bx)`` of the upsampled embedding with the embedding at ``centre`` (global)."""
+    zs, ys, xs = box
+    h, w = mask_features.shape[-2:]
+    cy0, cx0 = max(ys.start // stride - 1, 0), max(xs.start // stride - 1, 0)
+    cy1, cx1 = min((ys.stop - 1) // stride + 2, h), min((xs.stop - 1) // stride + 2, w)
+    cells = F.normalize(mask_features[zs, :, cy0:cy1, cx0:cx1].float(), dim=1)  # (bz, D, cy, cx)
+    up = F.interpolate(cells, scale_factor=stride, mode="bilinear", align_corners=False)
+    up = F.normalize(up, dim=1)
+    y0, x0 = ys.start - cy0 * stride, xs.start - cx0 * stride
+    up = up[:, :, y0 : y0 + ys.stop - ys.start, x0 : x0 + xs.stop - xs.start]
+    proto = up[centre[0] - zs.start, :, centre[1] - ys.start, centre[2] - xs.start]
+    return torch.einsum("zdyx,d->zyx", up, proto).cpu().numpy()
 
-    Returns:
-        ``(zs, ys, xs, mask)``: a box of the grid and the boolean region inside it, ``mask (len zs, len ys, len xs)``.
-    """
-    z, y, x = cell
-    Z, _, h, w = mask_features.shape
-    box = (
-        slice(max(z - slices, 0), min(z + slices + 1, Z)),
-        slice(max(y - radius, 0), min(y + radius + 1, h)),
-        slice(max(x - radius, 0), min(x + radius + 1, w)),
-    )
-    feats = mask_features[box[0], :, box[1], box[2]].float()  # (z', D, y', x')
-    feats = torch.nn.functional.normalize(feats, dim=1)
-    centre = (z - box[0].start, y - box[1].start, x - box[2].start)
-    proto = feats[centre[0], :, centre[1], centre[2]]
-    sim = torch.einsum("zdyx,d->zyx", feats, proto).cpu().numpy()
-    candidates = (sim >= similarity) & _disc(sim.shape, centre, radius)
-    candidates[centre] = True
+
+def feature_seed(click: Click, features, stride: int, prior: ClickPrior) -> Seed:
+    """The seed of a ``working``-frame click on encoded ``features`` (:class:`VolumeFeatures` with ``image``)."""
+    shape = features.image.shape
+    centre = tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(click.position, shape))
+    box = _box(centre, shape, (prior.slices, prior.radius, prior.radius))
+    local = tuple(c - b.start for c, b in zip(centre, box))
+    sim = _similarity(features.mask_features, box, centre, stride)
+    grid = np.meshgrid(*(np.arange(b.stop - b.start) - c for b, c in zip(box, local)), indexing="ij")
+    distance = np.sqrt(sum(g.astype(np.float32) ** 2 for g in grid))
+    candidates = (sim >= prior.similarity) & (np.hypot(grid[1], grid[2]) <= prior.radius)
+    if prior.intensity > 0:
+        image = features.image[box].astype(np.int16)
+        candidates &= np.abs(image - image[local]) <= prior.intensity
+    candidates[local] = True
     components, _ = ndimage.label(candidates)
-    return box[0], box[1], box[2], components == components[centre]
+    region = components == components[local]
+    return Seed(click.class_index, click.positive, box, np.where(region, distance, np.inf).astype(np.float32))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClickEdits:
-    """What clicks decided so far, per class and mask-resolution cell: ``claim``/``forbid (K, Z, h, w)`` bool."""
+    """The seeds of every click so far (oldest first); immutable, so an earlier state (undo) keeps its own."""
 
-    claim: torch.Tensor
-    forbid: torch.Tensor
+    seeds: tuple[Seed, ...] = ()
 
-    @classmethod
-    def empty(cls, scores: torch.Tensor) -> ClickEdits:
-        """No edits, for scores ``(K, Z, h, w)``."""
-        none = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        return cls(none, none.clone())
-
-    def add(self, k: int, box: tuple[slice, slice, slice], region: np.ndarray, positive: bool) -> None:
-        """Record one click's ``region`` (inside ``box``) for class ``k``; it overrides earlier edits there."""
-        mask = torch.from_numpy(region).to(self.claim.device)
-        claim, forbid = self.claim[(slice(None),) + box], self.forbid[(slice(None),) + box]
-        if positive:
-            claim[:, mask] = False
-            claim[k][mask] = True
-            forbid[k][mask] = False
-        else:
-            forbid[k][mask] = True
-            claim[k][mask] = False
-
-    def apply(self, scores: torch.Tensor) -> torch.Tensor:
-        """Scores ``(K, Z, h, w)`` with the edits: forbidden cells score 0, a claimed cell is 1 for its class only."""
-        out = scores.masked_fill(self.forbid, 0.0)
-        return torch.where(self.claim.any(dim=0, keepdim=True), self.claim.to(out.dtype), out)
+    def apply(self, scores: torch.Tensor, z: int) -> torch.Tensor:
+        """Full-resolution scores ``(K, H, W)`` of working slice ``z`` with the edits (see the module docstring)."""
+        here = [s for s in self.seeds if s.box[0].start <= z < s.box[0].stop]
+        if not here:
+            return scores
+        num_classes = scores.shape[0]
+        dist = np.full(scores.shape, np.inf, np.float32)
+        positive = np.zeros(scores.shape, bool)
+        for seed in here:  # later seeds win ties
+            _, ys, xs = seed.box
+            d, current = seed.distance[z - seed.box[0].start], dist[seed.class_index, ys, xs]
+            better = d <= current
+            dist[seed.class_index, ys, xs] = np.where(better, d, current)
+            positive[seed.class_index, ys, xs] = np.where(better, seed.positive, positive[seed.class_index, ys, xs])
+        decided = np.isfinite(dist)
+        claim_dist = np.where(decided & positive, dist, np.inf)
+        claimed = np.isfinite(claim_dist.min(axis=0))
+        winner = np.eye(num_classes, dtype=bool)[claim_dist.argmin(axis=0)].transpose(2, 0, 1)  # (K, H, W)
+        device = scores.device
+        out = scores.masked_fill(torch.from_numpy(decided & ~positive).to(device), 0.0)
+        claims = torch.from_numpy(claimed[None] & winner).to(device)
+        return torch.where(torch.from_numpy(claimed).to(device)[None], claims.to(out.dtype), out)
 
 
 @dataclass(frozen=True)
 class ClickPrior:
     """Turns clicks into :class:`ClickEdits` (``TEST.S2VNET.CLICK_PRIOR*``)."""
 
-    region: Callable | None = None  # an entry of CLICK_PRIORS; None: clicks edit nothing
+    seed: Callable | None = None  # an entry of CLICK_PRIORS; None: clicks edit nothing
     similarity: float = 0.8
-    radius: int = 6
+    radius: int = 12
     slices: int = 2
+    intensity: float = 0.0
 
     @classmethod
     def from_cfg(cls, cfg) -> ClickPrior:
@@ -123,34 +130,21 @@ class ClickPrior:
             test.CLICK_PRIOR_SIMILARITY,
             test.CLICK_PRIOR_RADIUS,
             test.CLICK_PRIOR_SLICES,
+            test.CLICK_PRIOR_INTENSITY,
         )
 
-    def update(
-        self,
-        edits: ClickEdits | None,
-        mask_features: torch.Tensor,
-        scores: torch.Tensor,
-        clicks: Sequence[Click],
-        stride: int,
-    ) -> ClickEdits | None:
-        """A copy of ``edits`` with ``clicks`` (``working`` frame, in order) added; None when this prior edits nothing.
-
-        ``edits`` itself is left as it was, so an earlier interaction state (undo) keeps its own edits.
+    def update(self, edits: ClickEdits | None, features, clicks: Sequence[Click], stride: int) -> ClickEdits | None:
+        """``edits`` plus the seeds of ``clicks`` (``working`` frame, in order); None when this prior edits nothing.
 
         Args:
-            mask_features: ``(Z, D, h, w)`` embeddings; scores: ``(K, Z, h, w)`` (for the edits' shape).
+            features: the volume's :class:`VolumeFeatures` (``mask_features (Z, D, h, w)`` and ``image (Z, Y, X)``).
+            stride: the mask features' stride on the working grid.
         """
-        if self.region is None:
+        if self.seed is None:
             return edits
-        edits = ClickEdits(edits.claim.clone(), edits.forbid.clone()) if edits is not None else ClickEdits.empty(scores)
-        grid = tuple(mask_features.shape[:1]) + tuple(mask_features.shape[2:])
-        for click in clicks:
-            cell = click_cell(click, stride, grid)
-            *box, region = self.region(mask_features, cell, self.similarity, self.radius, self.slices)
-            edits.add(click.class_index, tuple(box), region, click.positive)
-        return edits
+        new = tuple(self.seed(click, features, stride, self) for click in clicks)
+        return ClickEdits((edits.seeds if edits is not None else ()) + new)
 
 
-# TEST.S2VNET.CLICK_PRIOR -> fn(mask_features (Z, D, h, w), cell (z, y, x), similarity, radius, slices)
-# -> (zs, ys, xs, region bool); None: clicks act only through the decoder (paper).
-CLICK_PRIORS: dict[str, Callable | None] = {"none": None, "feature": feature_region}
+# TEST.S2VNET.CLICK_PRIOR -> fn(click, features, stride, prior) -> Seed; None: clicks act only through the decoder.
+CLICK_PRIORS: dict[str, Callable | None] = {"none": None, "feature": feature_seed}

@@ -59,6 +59,7 @@ class VolumeFeatures:
     multi_scale: list[torch.Tensor]
     image_hw: tuple[int, int]  # the unpadded slice size (Y, X)
     padded_hw: tuple[int, int]
+    image: np.ndarray | None = None  # the encoded uint8 volume (Z, Y, X), for click edits
 
     def __len__(self) -> int:
         return self.mask_features.shape[0]
@@ -95,7 +96,7 @@ class InteractionState:
     fused: torch.Tensor
     memory: ClickMemory = field(default_factory=ClickMemory)
     rounds: int = 0
-    edits: ClickEdits | None = None  # click edits so far (TEST.S2VNET.CLICK_PRIOR), applied after each fusion
+    edits: ClickEdits | None = None  # click edits so far (TEST.S2VNET.CLICK_PRIOR), applied when labels are made
 
 
 class VolumeInference:
@@ -121,7 +122,7 @@ class VolumeInference:
             round_fusion: key of :data:`ROUND_FUSIONS`.
             round_scores: one of :data:`ROUND_SCORES`: "click" (paper Eq. 9: a round contributes the prediction of
                 its click-initialised centroids) or "all" (the round's whole decoding, every centroid).
-            click_prior: turns each round's clicks into edits that override the fused scores
+            click_prior: turns each round's clicks into edits that override the fused scores where labels are made
                 (:mod:`s2vnet.inference.click_prior`); None: clicks act only through the decoder (paper).
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
@@ -178,7 +179,7 @@ class VolumeInference:
             levels.append([f.to(self.feature_dtype) for f in multi_scale])
         multi = [torch.cat([lv[i] for lv in levels]) for i in range(len(levels[0]))]
         padded = self.model.padded_hw(masks[0])
-        return VolumeFeatures(torch.cat(masks), multi, tuple(image.shape[1:]), padded)
+        return VolumeFeatures(torch.cat(masks), multi, tuple(image.shape[1:]), padded, image)
 
     def _decoder_dtype(self) -> torch.dtype:
         return next(self.model.decoder.parameters()).dtype
@@ -265,22 +266,45 @@ class VolumeInference:
             round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
             reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
         fused = self.fuse(state.fused, round_scores, clicked, reached)
-        edits = self.click_prior.update(state.edits, features.mask_features, fused, clicks, self.model.mask_stride)
-        if edits is not None:
-            fused = edits.apply(fused)
+        edits = self.click_prior.update(state.edits, features, clicks, self.model.mask_stride)
         return InteractionState(fused, memory, state.rounds + 1, edits)
 
-    def labels(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
-        """Fused scores ``(K, Z, h, w)`` -> uint8 labels ``(Z, Y, X)`` (0 = background, c + 1 = class c)."""
+    def labels(
+        self,
+        scores: torch.Tensor,
+        image_hw: tuple[int, int],
+        padded_hw: tuple[int, int],
+        edits: ClickEdits | None = None,
+    ) -> np.ndarray:
+        """Fused scores ``(K, Z, h, w)`` (and a session's click edits) -> uint8 labels ``(Z, Y, X)``.
+
+        0 = background, c + 1 = class c.
+        """
         out = np.zeros((scores.shape[1],) + tuple(image_hw), dtype=np.uint8)
         for z in range(scores.shape[1]):
-            out[z] = self.model.post_process(scores[:, z], padded_hw, image_hw)[1].cpu().numpy()
+            full, labels = self.model.post_process(scores[:, z], padded_hw, image_hw)
+            if edits is not None and edits.seeds:
+                labels = self.model.labels_from_scores(edits.apply(full, z))
+            out[z] = labels.cpu().numpy()
         return out
 
-    def probabilities(self, scores: torch.Tensor, image_hw: tuple[int, int], padded_hw: tuple[int, int]) -> np.ndarray:
-        """Fused scores -> float32 per-class probabilities ``(K, Z, Y, X)``."""
+    def state_labels(self, state: InteractionState, features: VolumeFeatures) -> np.ndarray:
+        """Labels ``(Z, Y, X)`` of an interaction state: its fused scores with its click edits."""
+        return self.labels(state.fused, features.image_hw, features.padded_hw, state.edits)
+
+    def probabilities(
+        self,
+        scores: torch.Tensor,
+        image_hw: tuple[int, int],
+        padded_hw: tuple[int, int],
+        edits: ClickEdits | None = None,
+    ) -> np.ndarray:
+        """Fused scores (and click edits) -> float32 per-class probabilities ``(K, Z, Y, X)``."""
         full = F.interpolate(scores.float().transpose(0, 1), size=padded_hw, mode="bilinear", align_corners=False)
-        return full.transpose(0, 1)[..., : image_hw[0], : image_hw[1]].cpu().numpy()
+        full = full.transpose(0, 1)[..., : image_hw[0], : image_hw[1]]
+        if edits is not None and edits.seeds:
+            full = torch.stack([edits.apply(full[:, z], z) for z in range(full.shape[1])], dim=1)
+        return full.cpu().numpy()
 
 
 @torch.no_grad()
