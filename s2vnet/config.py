@@ -236,7 +236,7 @@ def _add_test(test: CN) -> None:
     test.CLICK_PRIOR_SLICES = 2
     # ... whose uint8 intensity (after the CT window / MRI normalisation) is within this of the clicked voxel's
     # (0: no intensity test), 6-connected to the click. Per class, the nearest click decides inside the regions.
-    test.CLICK_PRIOR_INTENSITY = 0.0
+    test.CLICK_PRIOR_INTENSITY = 0
     # Seed of the click simulation's tie-breaking during evaluation.
     test.CLICK_SEED = 0
     # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.

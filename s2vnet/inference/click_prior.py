@@ -118,7 +118,7 @@ class ClickPrior:
     similarity: float = 0.8
     radius: int = 12
     slices: int = 2
-    intensity: float = 0.0
+    intensity: int = 0
 
     @classmethod
     def from_cfg(cls, cfg) -> ClickPrior:
