@@ -223,6 +223,10 @@ def _add_test(test: CN) -> None:
     # What a refinement round predicts for a clicked class: "click" (paper Eq. 9: M_k^r x c_k^r of the centroids
     # its clicks initialised, followed through the volume) or "all" (the round's whole decoding, every centroid).
     test.ROUND_SCORES = "click"
+    # A class with only negative clicks in a round: "fuse" (paper) fuses the round's decoding of it like any other;
+    # "skip" keeps its fused scores (under max fusion such a round can only add the class the user has just
+    # rejected). The clicks still enter the Eq. 8 click memory and the click edits.
+    test.NEGATIVE_ROUNDS = "fuse"
     # Beyond the paper: click edits (s2vnet/inference/click_prior.py). "none" (paper): clicks act only through the
     # decoder. "feature": a click's label holds in its region of the pixel-decoder embedding, whatever the decoder
     # answers: a positive click gives the region to its class, a negative click takes its class out of it.

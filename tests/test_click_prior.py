@@ -103,3 +103,13 @@ def test_the_engine_obeys_clicks_with_a_click_prior(prior):
         assert engine.state_labels(positive, features)[2, 16, 16] == 2  # the earlier state is unchanged
     else:
         assert positive.edits is None and negative.edits is None
+
+
+def test_a_round_of_only_negative_clicks_is_not_fused_with_negative_rounds_skip():
+    overrides = ("TEST.S2VNET.NEGATIVE_ROUNDS", "skip")
+    engine = VolumeInference.from_cfg(tiny_model(*overrides), tiny_cfg(*overrides))
+    features = engine.encode(np.full((3, 40, 36), 90, np.uint8))
+    first = engine.interactive_round(features, engine.start(features), [Click(0, (1, 20.0, 20.0), "working")])
+    second = engine.interactive_round(features, first, [Click(0, (1, 10.0, 10.0), "working", positive=False)])
+    assert torch.equal(second.fused, first.fused)  # max fusion could only have added the rejected class
+    assert second.memory.count == {0: 2} and 0 in second.memory.negative  # the click is still remembered

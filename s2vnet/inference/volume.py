@@ -88,6 +88,10 @@ ROUND_FUSIONS: dict[str, Callable] = {"max": _fuse_max, "latest": _fuse_latest}
 # TEST.S2VNET.ROUND_SCORES: what a refinement round predicts for a clicked class (see VolumeInference.sweep).
 ROUND_SCORES = ("click", "all")
 
+# TEST.S2VNET.NEGATIVE_ROUNDS: whether a round's decoding is fused for a class that got only negative clicks in it
+# ("fuse", paper) or not ("skip"; the clicks still enter the Eq. 8 memory and the click edits).
+NEGATIVE_ROUNDS = ("fuse", "skip")
+
 
 @dataclass
 class InteractionState:
@@ -112,6 +116,7 @@ class VolumeInference:
         budget_mb: float = 0.0,
         round_scores: str = "click",
         click_prior: ClickPrior | None = None,
+        negative_rounds: str = "fuse",
     ) -> None:
         """
         Args:
@@ -124,6 +129,7 @@ class VolumeInference:
                 its click-initialised centroids) or "all" (the round's whole decoding, every centroid).
             click_prior: turns each round's clicks into edits that override the fused scores where labels are made
                 (:mod:`s2vnet.inference.click_prior`); None: clicks act only through the decoder (paper).
+            negative_rounds: one of :data:`NEGATIVE_ROUNDS`.
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
         """
@@ -136,6 +142,9 @@ class VolumeInference:
             raise ValueError(f"unknown round scores '{round_scores}'; known: {', '.join(ROUND_SCORES)}")
         self.round_scores = round_scores
         self.click_prior = click_prior or ClickPrior()
+        if negative_rounds not in NEGATIVE_ROUNDS:
+            raise ValueError(f"unknown negative rounds '{negative_rounds}'; known: {', '.join(NEGATIVE_ROUNDS)}")
+        self.negative_rounds = negative_rounds
         on_gpu = model.device.type == "cuda"
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
@@ -153,6 +162,7 @@ class VolumeInference:
             budget_mb=test.ENCODE_BUDGET_MB,
             round_scores=test.ROUND_SCORES,
             click_prior=ClickPrior.from_cfg(cfg),
+            negative_rounds=test.NEGATIVE_ROUNDS,
         )
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
@@ -242,7 +252,9 @@ class VolumeInference:
         The decoder runs forward from the first clicked slice to the end and backward from the last clicked
         slice to the start: the only slices a click's propagation can reach. Per clicked class, slices before
         its first click take the backward sweep, slices after its last click the forward sweep, and slices
-        in between the larger of the two. Classes without a click this round keep their scores.
+        in between the larger of the two. Classes without a click this round keep their scores, and so do classes
+        with only negative clicks when ``negative_rounds`` is "skip" (under max fusion such a round could only add
+        the class the user has just rejected).
         """
         if not clicks:
             return state
@@ -255,7 +267,7 @@ class VolumeInference:
         backward, _, reach_b = self.sweep(
             features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report, only
         )
-        clicked = sorted({c.class_index for c in clicks})
+        clicked = sorted({c.class_index for c in clicks if c.positive or self.negative_rounds == "fuse"})
         round_scores = state.fused.clone()
         reached = torch.zeros_like(reach_f)
         for k in clicked:
