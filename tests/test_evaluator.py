@@ -47,6 +47,9 @@ class OracleEngine:
     def labels(self, fused, image_hw, padded_hw):
         return fused.copy()
 
+    def state_labels(self, state, features):
+        return state.fused.copy()
+
     def interactive_round(self, features, state, clicks):
         self.calls.append((state, list(clicks)))
         fused = state.fused.copy()
