@@ -241,6 +241,10 @@ def _add_test(test: CN) -> None:
     # ... whose uint8 intensity (after the CT window / MRI normalisation) is within this of the clicked voxel's
     # (0: no intensity test), 6-connected to the click. Per class, the nearest click decides inside the regions.
     test.CLICK_PRIOR_INTENSITY = 0
+    # With click edits: a round's decoding of a class is fused only if, on the clicked slice and inside the click's
+    # box, it overlaps one of the round's positive click regions of that class by at least this IoU (0: always
+    # fused). Guards against a click centroid that segments something else than the clicked structure.
+    test.CLICK_PRIOR_AGREEMENT = 0.0
     # Seed of the click simulation's tie-breaking during evaluation.
     test.CLICK_SEED = 0
     # Write each evaluated case's predictions as NIfTI on the input grid into OUTPUT_DIR.

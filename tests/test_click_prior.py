@@ -10,7 +10,7 @@ import torch
 from synthetic import tiny_cfg, tiny_model
 
 from s2vnet.data.clicks import Click
-from s2vnet.inference.click_prior import ClickEdits, ClickPrior, feature_seed
+from s2vnet.inference.click_prior import ClickEdits, ClickPrior, feature_seed, seed_agreement
 from s2vnet.inference.volume import VolumeInference
 
 
@@ -113,3 +113,25 @@ def test_a_round_of_only_negative_clicks_is_not_fused_with_negative_rounds_skip(
     second = engine.interactive_round(features, first, [Click(0, (1, 10.0, 10.0), "working", positive=False)])
     assert torch.equal(second.fused, first.fused)  # max fusion could only have added the rejected class
     assert second.memory.count == {0: 2} and 0 in second.memory.negative  # the click is still remembered
+
+
+def test_seed_agreement_is_the_iou_with_the_region_on_the_clicked_slice():
+    prior = ClickPrior(feature_seed, similarity=0.9, radius=20, slices=1)
+    seed = feature_seed(Click(0, (2, 6, 2), "working"), _two_region_features(), 1, prior)
+    left = np.zeros((12, 12), bool)
+    left[:, :6] = True
+    assert seed_agreement(seed, left) == 1.0
+    assert seed_agreement(seed, ~left) == 0.0
+    half = left.copy()
+    half[6:] = False
+    assert seed_agreement(seed, half) == pytest.approx(0.5)
+
+
+def test_a_round_that_disagrees_with_its_click_region_is_not_fused():
+    overrides = ("TEST.S2VNET.CLICK_PRIOR", "feature", "TEST.S2VNET.CLICK_PRIOR_AGREEMENT", "1.01")  # never agrees
+    engine = VolumeInference.from_cfg(tiny_model(*overrides), tiny_cfg(*overrides))
+    features = engine.encode(np.full((3, 40, 36), 90, np.uint8))
+    start = engine.start(features)
+    state = engine.interactive_round(features, start, [Click(0, (1, 20.0, 20.0), "working")])
+    assert torch.equal(state.fused, start.fused) and len(state.edits.seeds) == 1  # the edit still holds
+    assert engine.state_labels(state, features)[1, 20, 20] == 1

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from s2vnet.data.clicks import Click
 
-__all__ = ["CLICK_PRIORS", "ClickEdits", "ClickPrior", "Seed", "feature_seed"]
+__all__ = ["CLICK_PRIORS", "ClickEdits", "ClickPrior", "Seed", "feature_seed", "seed_agreement"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Seed:
     positive: bool
     box: tuple[slice, slice, slice]
     distance: np.ndarray
+    centre: tuple[int, int, int]  # the clicked voxel (z, y, x) on the working grid
 
 
 def _box(centre: Sequence[int], shape: Sequence[int], half: Sequence[int]) -> tuple[slice, ...]:
@@ -77,7 +78,8 @@ def feature_seed(click: Click, features, stride: int, prior: ClickPrior) -> Seed
     candidates[local] = True
     components, _ = ndimage.label(candidates)
     region = components == components[local]
-    return Seed(click.class_index, click.positive, box, np.where(region, distance, np.inf).astype(np.float32))
+    distance = np.where(region, distance, np.inf).astype(np.float32)
+    return Seed(click.class_index, click.positive, box, distance, centre)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class ClickPrior:
     radius: int = 12
     slices: int = 2
     intensity: int = 0
+    agreement: float = 0.0
 
     @classmethod
     def from_cfg(cls, cfg) -> ClickPrior:
@@ -131,6 +134,7 @@ class ClickPrior:
             test.CLICK_PRIOR_RADIUS,
             test.CLICK_PRIOR_SLICES,
             test.CLICK_PRIOR_INTENSITY,
+            test.CLICK_PRIOR_AGREEMENT,
         )
 
     def update(self, edits: ClickEdits | None, features, clicks: Sequence[Click], stride: int) -> ClickEdits | None:
@@ -144,6 +148,15 @@ class ClickPrior:
             return edits
         new = tuple(self.seed(click, features, stride, self) for click in clicks)
         return ClickEdits((edits.seeds if edits is not None else ()) + new)
+
+
+def seed_agreement(seed: Seed, foreground: np.ndarray) -> float:
+    """IoU, on the seed's own (clicked) slice and inside its box, of its region and a class mask ``(Y, X)`` bool."""
+    zs, ys, xs = seed.box
+    region = np.isfinite(seed.distance[seed.centre[0] - zs.start])
+    mask = foreground[ys, xs]
+    union = (region | mask).sum()
+    return float((region & mask).sum() / union) if union else 0.0
 
 
 # TEST.S2VNET.CLICK_PRIOR -> fn(click, features, stride, prior) -> Seed; None: clicks act only through the decoder.

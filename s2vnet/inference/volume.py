@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from s2vnet.data.clicks import Click, click_tensors
-from s2vnet.inference.click_prior import ClickEdits, ClickPrior
+from s2vnet.inference.click_prior import ClickEdits, ClickPrior, seed_agreement
 from s2vnet.modeling.interaction import ClickMemory
 from s2vnet.modeling.meta_arch import S2VNet, SliceFeatures
 
@@ -277,9 +277,27 @@ class VolumeInference:
             round_scores[k, hi + 1 :], reached[k, hi + 1 :] = forward[k, hi + 1 :], reach_f[k, hi + 1 :]
             round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
             reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
-        fused = self.fuse(state.fused, round_scores, clicked, reached)
         edits = self.click_prior.update(state.edits, features, clicks, self.model.mask_stride)
+        for k in self._disagreeing(features, round_scores, edits, len(clicks)):
+            round_scores[k], reached[k] = state.fused[k], False
+            clicked.remove(k)
+        fused = self.fuse(state.fused, round_scores, clicked, reached)
         return InteractionState(fused, memory, state.rounds + 1, edits)
+
+    def _disagreeing(
+        self, features: VolumeFeatures, round_scores: torch.Tensor, edits: ClickEdits | None, count: int
+    ) -> set[int]:
+        """Classes whose round decoding overlaps none of this round's positive click regions by the prior's
+        ``agreement`` IoU on the clicked slice (none when that is 0 or there are no click edits)."""
+        if edits is None or self.click_prior.agreement <= 0:
+            return set()
+        best: dict[int, float] = {}
+        for seed in (s for s in edits.seeds[len(edits.seeds) - count :] if s.positive):
+            z = seed.centre[0]
+            full, _ = self.model.post_process(round_scores[:, z], features.padded_hw, features.image_hw)
+            mask = (full[seed.class_index] >= self.model.foreground_threshold).cpu().numpy()
+            best[seed.class_index] = max(best.get(seed.class_index, 0.0), seed_agreement(seed, mask))
+        return {k for k, iou in best.items() if iou < self.click_prior.agreement}
 
     def labels(
         self,
