@@ -43,7 +43,7 @@ from s2vnet.data import build_volume_train_loader
 from s2vnet.errors import InputError, cli_errors
 from s2vnet.evaluation.runner import evaluate_dataset
 from s2vnet.inference.checkpoint import load_weights
-from s2vnet.pretrained import resolve_pretrained
+from s2vnet.pretrained import check_pretrained
 from s2vnet.utils.atomic import remove_leftovers
 from s2vnet.utils.checkpointer import AtomicCheckpointer
 
@@ -184,7 +184,8 @@ def setup(args):
         remove_leftovers(cfg.OUTPUT_DIR, recursive=False)
         remove_leftovers(Path(cfg.OUTPUT_DIR) / "inference")
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="s2vnet")
-    return resolve_pretrained(cfg, training=not args.eval_only)
+    check_pretrained(cfg, training=not args.eval_only)
+    return cfg
 
 
 @cli_errors

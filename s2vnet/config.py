@@ -189,8 +189,9 @@ def _add_swin(swin: CN) -> None:
     # timm model name of the Swin backbone (Swin-B, window 12, as Mask2Former's Swin-B).
     swin.NAME = "swin_base_patch4_window12_384"
     # Local path of pretrained Swin weights (.pth/.pt/.safetensors, timm or Microsoft key layout; sources in
-    # s2vnet/pretrained.py); nothing is downloaded. "scratch" = random initialisation on purpose. "" = none given:
-    # train_net.py refuses to train a Swin backbone so (unless MODEL.WEIGHTS is set); inference needs no file.
+    # s2vnet/pretrained.py); nothing is downloaded. "scratch" = random initialisation on purpose. "" = none given.
+    # The backbone reads no file for either; train_net.py refuses to train a Swin backbone from "" (unless
+    # MODEL.WEIGHTS is set). Inference needs no file (the checkpoint brings every weight).
     swin.PRETRAINED = ""
     # Stochastic depth rate.
     swin.DROP_PATH_RATE = 0.3

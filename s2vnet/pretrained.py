@@ -10,7 +10,9 @@ downloaded. Two public sources hold the paper's backbone (Swin-B, window 12, 384
   ``github.com/SwinTransformer/storage`` (the file Mask2Former starts from); keys under ``"model"``, each
   stage's patch merging stored at the end of the previous stage, which the loader renames.
 
-Training a Swin config without such a file is refused (:func:`resolve_pretrained`), unless the value is
+The value is read in two places. The backbone (:func:`pretrained_file`) reads ``""`` and :data:`SCRATCH`
+alike, as "no file", so predict, the viewer and ``--eval-only`` build a scratch config as they build any other.
+Training is stricter (:func:`check_pretrained`): a Swin config without a file is refused unless the value is
 :data:`SCRATCH`, which trains the backbone from random initialisation on purpose.
 """
 
@@ -34,27 +36,25 @@ HOW_TO_GET = (
 )
 
 
-def resolve_pretrained(cfg: CfgNode, training: bool) -> CfgNode:
-    """Check ``MODEL.SWIN_TIMM.PRETRAINED`` and return the config the model is built from.
+def pretrained_file(value: str) -> str:
+    """The weights file ``MODEL.SWIN_TIMM.PRETRAINED`` names, ``""`` for none (``""`` or :data:`SCRATCH`)."""
+    return "" if value.strip() in ("", SCRATCH) else value
+
+
+def check_pretrained(cfg: CfgNode, training: bool) -> None:
+    """Refuse a Swin training run that has no starting weights (``cfg`` is not changed).
 
     A Swin backbone that is trained (``training``) from neither a full checkpoint (``MODEL.WEIGHTS``) nor
-    a pretrained file is refused; so is a pretrained path that does not exist. :data:`SCRATCH` becomes
-    ``""`` (the backbone's "no file") in the returned copy, so the given config keeps saying ``scratch``.
+    a pretrained file is refused unless ``MODEL.SWIN_TIMM.PRETRAINED`` is :data:`SCRATCH`; so is a pretrained
+    path that does not exist. Inference needs no file: the checkpoint brings every weight.
 
     Raises:
         InputError: one line naming the problem and how to get the weights.
     """
     value = cfg.MODEL.SWIN_TIMM.PRETRAINED
-    if cfg.MODEL.BACKBONE.NAME in SWIN_BACKBONES and training and not cfg.MODEL.WEIGHTS:
-        if not value:
-            raise InputError("MODEL.SWIN_TIMM.PRETRAINED", f"no pretrained backbone weights given: {HOW_TO_GET}")
-        if value != SCRATCH and not Path(value).is_file():
-            raise InputError(value, f"no such pretrained weights file: {HOW_TO_GET}")
-    if value != SCRATCH:
-        return cfg
-    out = cfg.clone()
-    out.defrost()
-    out.MODEL.SWIN_TIMM.PRETRAINED = ""
-    if cfg.is_frozen():
-        out.freeze()
-    return out
+    if cfg.MODEL.BACKBONE.NAME not in SWIN_BACKBONES or not training or cfg.MODEL.WEIGHTS:
+        return
+    if not value.strip():
+        raise InputError("MODEL.SWIN_TIMM.PRETRAINED", f"no pretrained backbone weights given: {HOW_TO_GET}")
+    if pretrained_file(value) and not Path(value).is_file():
+        raise InputError(value, f"no such pretrained weights file: {HOW_TO_GET}")

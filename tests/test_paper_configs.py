@@ -128,7 +128,7 @@ def test_paper_config_fits_its_layout_and_evaluates(tmp_path, monkeypatch, confi
     from s2vnet.config import setup_cfg
     from s2vnet.data.slice_cache import cached_dataset_dicts
     from s2vnet.evaluation.runner import evaluate_dataset
-    from s2vnet.pretrained import resolve_pretrained
+    from s2vnet.pretrained import check_pretrained
 
     root = make_root(tmp_path / "data", layout, split)
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
@@ -137,7 +137,7 @@ def test_paper_config_fits_its_layout_and_evaluates(tmp_path, monkeypatch, confi
         SMALL
         + ["INPUT.VOLUME.CACHE_DIR", str(tmp_path / "cache"), "TEST.S2VNET.MODE", "automatic", "MODEL.DEVICE", "cpu"],
     )
-    cfg = resolve_pretrained(cfg, training=True)
+    check_pretrained(cfg, training=True)
     load_train_net().check_classes(cfg)
     assert len(cached_dataset_dicts(cfg, cfg.DATASETS.TRAIN, progress=False)) == 2
     model = build_model(cfg)

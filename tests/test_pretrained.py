@@ -1,4 +1,5 @@
-"""Swin starting weights: training needs a file or an explicit "scratch"; every key layout loads through the config."""
+"""Swin starting weights: training needs a file or an explicit "scratch", which every model build reads as no file;
+every key layout loads through the config."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from detectron2.modeling import build_backbone
 from s2vnet.config import get_s2vnet_cfg
 from s2vnet.errors import InputError
 from s2vnet.modeling.backbone import TimmSwinBackbone
-from s2vnet.pretrained import HOW_TO_GET, SCRATCH, resolve_pretrained
+from s2vnet.pretrained import HOW_TO_GET, SCRATCH, check_pretrained, pretrained_file
 
 TINY = "swin_tiny_patch4_window7_224"
 
@@ -40,22 +41,26 @@ def swin_cfg(pretrained: str = "", weights: str = "", backbone: str = "build_tim
 
 def test_training_a_swin_without_weights_says_how_to_get_them():
     with pytest.raises(InputError) as err:
-        resolve_pretrained(swin_cfg(), training=True)
+        check_pretrained(swin_cfg(), training=True)
     assert str(err.value) == f"MODEL.SWIN_TIMM.PRETRAINED: no pretrained backbone weights given: {HOW_TO_GET}"
     assert "\n" not in str(err.value) and "'scratch'" in HOW_TO_GET
 
 
 def test_a_missing_weights_file_is_refused_before_training(tmp_path):
     with pytest.raises(InputError, match="absent.pth: no such pretrained weights file: download"):
-        resolve_pretrained(swin_cfg(str(tmp_path / "absent.pth")), training=True)
+        check_pretrained(swin_cfg(str(tmp_path / "absent.pth")), training=True)
 
 
-def test_scratch_is_explicit_and_the_given_config_keeps_it():
+def test_scratch_is_explicit_and_the_backbone_reads_no_file():
     cfg = swin_cfg(SCRATCH)
-    resolved = resolve_pretrained(cfg, training=True)
-    assert resolved.MODEL.SWIN_TIMM.PRETRAINED == "" and resolved.is_frozen()
+    check_pretrained(cfg, training=True)
     assert cfg.MODEL.SWIN_TIMM.PRETRAINED == SCRATCH
-    build_backbone(resolved)  # random initialisation, nothing read
+    build_backbone(cfg)  # random initialisation, nothing read
+
+
+@pytest.mark.parametrize("value", ["", SCRATCH, f" {SCRATCH} "])
+def test_empty_and_scratch_name_no_file(value):
+    assert pretrained_file(value) == ""
 
 
 @pytest.mark.parametrize(
@@ -69,7 +74,7 @@ def test_scratch_is_explicit_and_the_given_config_keeps_it():
 )
 def test_no_pretrained_file_is_needed(cfg):
     training = cfg.MODEL.WEIGHTS != "" or cfg.MODEL.BACKBONE.NAME != "build_timm_swin_backbone"
-    assert resolve_pretrained(cfg, training=training) is cfg
+    check_pretrained(cfg, training=training)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +111,19 @@ def write_layout(layout: str, state: dict, folder) -> str:
 
 @pytest.mark.parametrize("layout", ["timm", "timm-model", "timm-state_dict", "safetensors", "microsoft"])
 def test_every_key_layout_loads_through_the_config(tmp_path, source, layout):
-    cfg = resolve_pretrained(swin_cfg(write_layout(layout, source, tmp_path)), training=True)
+    cfg = swin_cfg(write_layout(layout, source, tmp_path))
+    check_pretrained(cfg, training=True)
     torch.manual_seed(1)
     loaded = build_backbone(cfg).swin.state_dict()
     different = [k for k, v in source.items() if "relative_position_index" not in k and not torch.equal(loaded[k], v)]
     assert not different
+
+
+def test_a_scratch_config_builds_for_prediction_without_train_net():
+    """predict / the viewer build the model straight from the config: "scratch" must not be read as a file."""
+    from s2vnet.inference.api import Predictor
+
+    opts = ["MODEL.SWIN_TIMM.NAME", TINY, "MODEL.SWIN_TIMM.PRETRAINED", SCRATCH]
+    predictor = Predictor.from_files("configs/btcv/s2vnet_swinb.yaml", None, opts, device="cpu")
+    assert predictor.cfg.MODEL.SWIN_TIMM.PRETRAINED == SCRATCH
+    assert isinstance(predictor.model.backbone, TimmSwinBackbone)

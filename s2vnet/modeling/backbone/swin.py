@@ -31,6 +31,7 @@ from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
 from s2vnet.errors import InputError
+from s2vnet.pretrained import pretrained_file
 
 __all__ = ["TimmSwinBackbone", "build_timm_swin_backbone", "load_pretrained_swin"]
 
@@ -148,7 +149,8 @@ class TimmSwinBackbone(Backbone):
         name: timm model name of a Swin v1 (e.g. ``"swin_base_patch4_window12_384"``).
         out_features: returned stages, a subset of ``("res2", "res3", "res4", "res5")``.
         drop_path_rate: stochastic depth rate.
-        pretrained: local ``.pth``/``.pt``/``.safetensors`` weights loaded with ``strict=False``; ``""`` = none.
+        pretrained: local ``.pth``/``.pt``/``.safetensors`` weights loaded with ``strict=False``; ``""`` or
+            ``"scratch"`` = none (random initialisation).
         in_chans: input channels.
         out_norm: a LayerNorm on each returned stage (as Mask2Former's Swin; identity at initialisation).
     """
@@ -172,7 +174,7 @@ class TimmSwinBackbone(Backbone):
         self._indices = [STAGE_NAMES.index(f) for f in self._out_features]
         self.swin = _create_swin(name, drop_path_rate, in_chans)
         self.swin.prune_intermediate_layers(self._indices, prune_norm=True, prune_head=True)
-        if pretrained:
+        if pretrained_file(pretrained):
             load_pretrained_swin(self.swin, pretrained)
         info = self.swin.feature_info
         self._out_feature_channels = {f: info[i]["num_chs"] for f, i in zip(self._out_features, self._indices)}
