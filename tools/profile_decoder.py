@@ -66,7 +66,7 @@ def profile(config: str, size: int, slices: int, overrides: list[str]) -> dict:
     from s2vnet.inference import VolumeInference
 
     torch.manual_seed(0)
-    cfg = setup_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", ""] + overrides)
+    cfg = setup_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + overrides)
     engine = VolumeInference.from_cfg(build_model(cfg), cfg)
     volume = np.random.default_rng(0).integers(0, 255, (slices, size, size), dtype=np.uint8)
     features = engine.encode(volume)
