@@ -278,21 +278,22 @@ class VolumeInference:
             round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
             reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
         edits = self.click_prior.update(state.edits, features, clicks, self.model.mask_stride)
-        for k in self._disagreeing(features, round_scores, edits, len(clicks)):
+        for k in self._disagreeing(features, round_scores, state.edits, edits):
             round_scores[k], reached[k] = state.fused[k], False
             clicked.remove(k)
         fused = self.fuse(state.fused, round_scores, clicked, reached)
         return InteractionState(fused, memory, state.rounds + 1, edits)
 
     def _disagreeing(
-        self, features: VolumeFeatures, round_scores: torch.Tensor, edits: ClickEdits | None, count: int
+        self, features: VolumeFeatures, round_scores: torch.Tensor, before: ClickEdits | None, edits: ClickEdits | None
     ) -> set[int]:
         """Classes whose round decoding overlaps none of this round's positive click regions by the prior's
         ``agreement`` IoU on the clicked slice (none when that is 0 or there are no click edits)."""
         if edits is None or self.click_prior.agreement <= 0:
             return set()
         best: dict[int, float] = {}
-        for seed in (s for s in edits.seeds[len(edits.seeds) - count :] if s.positive):
+        new = edits.seeds[len(before.seeds) if before is not None else 0 :]  # this round's seeds
+        for seed in (s for s in new if s.positive):
             z = seed.centre[0]
             full, _ = self.model.post_process(round_scores[:, z], features.padded_hw, features.image_hw)
             mask = (full[seed.class_index] >= self.model.foreground_threshold).cpu().numpy()

@@ -174,8 +174,8 @@ class TimmSwinBackbone(Backbone):
         self._indices = [STAGE_NAMES.index(f) for f in self._out_features]
         self.swin = _create_swin(name, drop_path_rate, in_chans)
         self.swin.prune_intermediate_layers(self._indices, prune_norm=True, prune_head=True)
-        if pretrained_file(pretrained):
-            load_pretrained_swin(self.swin, pretrained)
+        if path := pretrained_file(pretrained):
+            load_pretrained_swin(self.swin, path)
         info = self.swin.feature_info
         self._out_feature_channels = {f: info[i]["num_chs"] for f, i in zip(self._out_features, self._indices)}
         self._out_feature_strides = {f: info[i]["reduction"] for f, i in zip(self._out_features, self._indices)}
