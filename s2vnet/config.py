@@ -204,6 +204,17 @@ def _add_test(test: CN) -> None:
     test.SLICE_BATCH_SIZE = 16
     # If > 0: size encode batches by this activation budget in MB instead (at most SLICE_BATCH_SIZE slices).
     test.ENCODE_BUDGET_MB = 0
+    # Autocast dtype of the encoder (backbone + pixel decoder) at inference: "float32" (none), "bfloat16" (CPUs with
+    # AVX-512 BF16 / AMX, and GPUs) or "float16" (GPUs). The cached features, k-means and the sequential state stay
+    # in FEATURE dtype (float32 on the CPU). tools/profile_encoder.py measures speed and agreement.
+    test.ENCODE_DTYPE = "float32"
+    # dtype of the per-volume feature cache: "auto" (float16 on a GPU, float32 on the CPU), "float32", "float16" or
+    # "bfloat16" (half the memory; each slice is cast back to the decoder's dtype when it is decoded).
+    test.FEATURE_DTYPE = "auto"
+    # Run the encoder on channels-last (NHWC) tensors at inference.
+    test.CHANNELS_LAST = False
+    # Wrap the encoder in torch.compile at inference (the first batch of each shape pays the compilation).
+    test.COMPILE = False
     # Evaluation mode of --eval-only: "automatic", "interactive" or "both".
     test.MODE = "both"
     # Rounds of simulated clicks (one click per class per round) of the "paper" protocol (paper: up to 15).

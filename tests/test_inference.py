@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_cached_round_equals_a_full_recompute():
 
 def test_a_round_decodes_only_the_slices_clicks_can_reach(monkeypatch):
     torch.manual_seed(0)
-    engine = VolumeInference(tiny_model(), 8)
+    engine = VolumeInference(tiny_model(), 8, round_scores="all")  # "click" may stop earlier (next tests)
     image, _ = organ_phantom((8, 64, 64))
     features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
     state = engine.start(features)
@@ -207,13 +208,36 @@ def test_benchmark_ratios_compare_like_with_like():
         },
         {"method": "naive:demo", "tag": "", "volume": "lung1", "automatic_and_round": 6.0},
         {"method": "s2vnet:demo", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 0.5},
+        {"method": "s2vnet:swinb", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 4.0},
         {"method": "swinunetr", "tag": "", "volume": "lung1", "automatic": 10.0},
     ]
     assert bench.ratios(rows) == {
+        "s2vnet_swinb_vs_swinunetr_volumes_per_min": 2.5,
         "s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0,
         "batched_vs_naive_demo": 2.0,
         "click_cached_vs_recompute_demo": 4.0,
     }
+
+
+def test_benchmark_projection_scales_measured_slices_and_windows():
+    import importlib.util
+
+    from synthetic import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "projects" / "S2VNet" / "benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.sliding_windows((192, 192, 48)) == 3 * 3 * 1  # the 48-slice crop is padded to one window deep
+    assert bench.sliding_windows((512, 512, 200)) == 10 * 10 * 4
+    rows = [
+        {"method": "s2vnet:swinb", "tag": "", "volume": "lung1", "shape": [4, 512, 512], "automatic": 8.0},
+        {"method": "s2vnet:swinb", "tag": "", "volume": "lung2", "shape": [4, 512, 512], "automatic": 12.0},
+        {"method": "s2vnet:swinb", "tag": "same crop as 3D peers", "shape": [48, 192, 192], "automatic": 1.0},
+        {"method": "swinunetr", "tag": "", "volume": "lung1", "shape": [48, 192, 192], "automatic": 9.0},
+    ]
+    projected = bench.projection(rows)
+    assert projected["s2vnet:swinb"]["seconds"] == pytest.approx(2.5 * 200)  # mean 2.5 s/slice, crops not used
+    assert projected["swinunetr"]["seconds"] == pytest.approx(1.0 * 400)  # 1 s/window
 
 
 def test_encode_batches_follow_the_memory_budget(monkeypatch):
@@ -236,3 +260,122 @@ def test_encode_batches_follow_the_memory_budget(monkeypatch):
     assert sizes == [1, 3, 3, 1]  # the one-slice probe, then batches of 3
     reference = VolumeInference(model, slice_batch_size=7).encode(np.clip(image + 100, 0, 255).astype(np.uint8))
     torch.testing.assert_close(budgeted.mask_features, reference.mask_features, atol=1e-4, rtol=1e-4)
+
+
+def test_changed_slices_are_where_scores_or_unshared_click_edits_differ():
+    from s2vnet.inference.click_prior import ClickEdits, Seed
+    from s2vnet.inference.volume import InteractionState
+
+    before = InteractionState(torch.zeros(2, 8, 4, 4))
+    after = InteractionState(before.fused.clone())
+    after.fused[1, 2, 3, 3] = 0.5
+    assert VolumeInference.changed_slices(before, after).tolist() == [2]
+    shared = Seed(0, True, (slice(0, 1), slice(0, 2), slice(0, 2)), np.zeros((1, 2, 2), np.float32), (0, 0, 0))
+    new = Seed(1, False, (slice(5, 8), slice(0, 2), slice(0, 2)), np.zeros((3, 2, 2), np.float32), (6, 0, 0))
+    before.edits, after.edits = ClickEdits((shared,)), ClickEdits((shared, new))
+    assert VolumeInference.changed_slices(before, after).tolist() == [2, 5, 6, 7]  # the shared seed is not a change
+    assert VolumeInference.changed_slices(after, before).tolist() == [2, 5, 6, 7]  # an undo changes the same slices
+
+
+@pytest.mark.parametrize("prior", ["none", "feature"])
+def test_a_session_relabels_only_changed_slices_and_equals_a_full_relabel(scan, monkeypatch, prior):
+    path, _, label = scan
+    p = predictor("TEST.S2VNET.CLICK_PRIOR", prior, "TEST.S2VNET.CLICK_PRIOR_AGREEMENT", "0.0")  # its test labels too
+    session = InteractiveSession(p, path)
+    labelled = []
+    post_process = p.model.post_process
+    monkeypatch.setattr(p.model, "post_process", lambda s, *a: labelled.append(1) or post_process(s, *a))
+    z, y, x = np.argwhere(label == 1)[0]
+    rounds = [
+        [{"class": "a", "voxel": [int(x), int(y), int(z)]}],
+        [{"class": "b", "voxel": [int(x), int(y), int(z)], "positive": False}, {"class": "a", "voxel": [1, 1, 5]}],
+    ]
+    states = [session._history[-1]]
+    for clicks in rounds:
+        labelled.clear()
+        labels = session.add_clicks(clicks)
+        relabelled = len(labelled)
+        changed = VolumeInference.changed_slices(states[-1], session._history[-1])
+        states.append(session._history[-1])
+        full = session.prepared.to_input_grid(p.engine.state_labels(states[-1], session.features))
+        np.testing.assert_array_equal(labels, full)
+        assert relabelled == len(changed)  # one post-process per changed slice, none for the others
+    np.testing.assert_array_equal(
+        session.undo(), session.prepared.to_input_grid(p.engine.state_labels(states[1], session.features))
+    )
+
+
+@torch.no_grad()
+def _full_click_sweep(engine, features, order, clicks):
+    """The click-only sweep without its early stop: every slice of ``order`` decoded."""
+    scores = torch.zeros(engine.num_classes, len(features), *features.mask_features.shape[-2:])
+    reached = torch.zeros(engine.num_classes, len(features), dtype=torch.bool)
+    state = engine.model.initial_state()
+    for z in order:
+        outputs, state = engine.model.step(features.slice(z, torch.float32), state, clicks.get(z), features.padded_hw)
+        scores[:, z], reached[:, z] = engine.model.click_scores(outputs)
+    return scores, reached
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_click_sweep_stops_early_only_where_nothing_is_left_to_follow(seed):
+    from s2vnet.inference.volume import group_clicks
+
+    torch.manual_seed(seed)
+    engine = VolumeInference(tiny_model(), 8)
+    image, _ = organ_phantom((10, 64, 64))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    clicks = group_clicks([Click(0, (2, 18.0, 14.0), "working"), Click(1, (5, 30.0, 28.0), "working")], "cpu")
+    for order in (range(2, 10), range(5, -1, -1)):
+        fast, _, fast_reached = engine.sweep(features, order, clicks, click_only=True)
+        full, full_reached = _full_click_sweep(engine, features, order, clicks)
+        torch.testing.assert_close(fast, full, rtol=0, atol=0)
+        assert torch.equal(fast_reached, full_reached)
+
+
+def test_the_click_sweep_stops_after_the_last_click_once_no_click_slot_is_alive(monkeypatch):
+    torch.manual_seed(0)
+    engine = VolumeInference(tiny_model(), 8)
+    image, _ = organ_phantom((10, 64, 64))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    start = engine.start(features)
+    visited, step = [], engine.model.step
+
+    def dropping_step(f, s, c=None, hw=None):  # the propagation drops every click slot after each slice
+        outputs, state = step(f, s, c, hw)
+        visited.append(1)
+        return outputs, dataclasses.replace(state, click_class=torch.full_like(state.click_class, -1))
+
+    monkeypatch.setattr(engine.model, "step", dropping_step)
+    engine.interactive_round(
+        features, start, [Click(0, (3, 18.0, 14.0), "working"), Click(1, (6, 30.0, 28.0), "working")]
+    )
+    assert len(visited) == (6 - 3 + 1) + (6 - 3 + 1)  # each sweep ends on the last clicked slice it meets
+
+
+@pytest.mark.parametrize(
+    "overrides, dtype, tolerance",
+    [
+        (("TEST.S2VNET.CHANNELS_LAST", "True"), torch.float32, 1e-5),
+        (("TEST.S2VNET.ENCODE_DTYPE", "bfloat16"), torch.float32, 5e-2),
+        (("TEST.S2VNET.FEATURE_DTYPE", "float16"), torch.float16, 1e-3),
+        (("TEST.S2VNET.FEATURE_DTYPE", "bfloat16", "TEST.S2VNET.ENCODE_DTYPE", "bfloat16"), torch.bfloat16, 5e-2),
+    ],
+)
+def test_encoder_fast_paths_keep_the_features_close_to_float32(overrides, dtype, tolerance):
+    image, _ = organ_phantom((3, 64, 64))
+    volume = np.clip(image + 100, 0, 255).astype(np.uint8)
+    torch.manual_seed(0)
+    reference = VolumeInference.from_cfg(tiny_model(), tiny_cfg()).encode(volume)
+    torch.manual_seed(0)
+    fast = VolumeInference.from_cfg(tiny_model(), tiny_cfg(*overrides)).encode(volume)
+    assert fast.mask_features.dtype == dtype and all(f.dtype == dtype for f in fast.multi_scale)
+    assert fast.mask_features.is_contiguous()
+    for a, b in zip([fast.mask_features, *fast.multi_scale], [reference.mask_features, *reference.multi_scale]):
+        assert ((a.float() - b).norm() / b.norm()).item() < tolerance
+
+
+@pytest.mark.parametrize("key", ["ENCODE_DTYPE", "FEATURE_DTYPE"])
+def test_an_unknown_encoder_dtype_is_refused(key):
+    with pytest.raises(ValueError, match="unknown"):
+        VolumeInference.from_cfg(tiny_model(), tiny_cfg(f"TEST.S2VNET.{key}", "float8"))

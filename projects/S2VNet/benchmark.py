@@ -238,7 +238,8 @@ def plan(args) -> list[dict]:
         ]
     peer_crop = None if args.full_3d else args.peer_crop
     first = args.volumes[0]
-    jobs += [{"method": "s2vnet:demo", "volume": first, "crop": peer_crop, "tag": "same crop as 3D peers"}]
+    same = "same crop as 3D peers"
+    jobs += [{"method": f"s2vnet:{c}", "volume": first, "crop": peer_crop, "tag": same} for c in ("swinb", "demo")]
     jobs += [{"method": m, "volume": first, "crop": peer_crop} for m in ("swinunetr", "unetr", "unet3d")]
     return jobs
 
@@ -331,13 +332,53 @@ def summarize(rows: list[dict], args) -> dict:
             f"| {label} | {r['volume']} | {tuple(r['shape'])} | {seconds:.2f} | {60 / seconds:.2f} | "
             f"{seconds / r['shape'][0]:.3f} | {r['peak_mb']:.0f} | {cached} | {recompute} |"
         )
+    projected = projection(rows)
+    if projected:
+        lines += ["", f"Projection (not measured) to one {' x '.join(map(str, PROJECTED_SHAPE))} (z, y, x) volume:", ""]
+        lines += ["| method | projected s / volume | from |", "|---|---|---|"]
+        lines += [f"| {m} | {p['seconds']:.0f} | {p['from']} |" for m, p in projected.items()]
     return {
         "device": args.device,
         "cpu_count": os.cpu_count(),
         "rows": rows,
         "ratios": ratios(rows),
+        "projection": projected,
         "table": "\n".join(lines),
     }
+
+
+PROJECTED_SHAPE = (200, 512, 512)
+WINDOW, OVERLAP = 96, 0.5
+
+
+def sliding_windows(shape: tuple[int, ...]) -> int:
+    """Windows MONAI's sliding-window inference runs over ``shape`` (96^3 windows, overlap 0.5; short axes padded)."""
+    step = int(WINDOW * (1 - OVERLAP))
+    return int(np.prod([1 if n <= WINDOW else -(-(n - WINDOW) // step) + 1 for n in shape]))
+
+
+def projection(rows: list[dict]) -> dict:
+    """Seconds for one PROJECTED_SHAPE volume, from measured costs: S2VNet from its per-slice encode and decoder
+    times on full 512 x 512 slices, the 3D peers from their per-window time times the windows such a volume needs."""
+    out = {}
+    for r in rows:
+        z, y, x = r["shape"]
+        if r["method"].startswith("s2vnet:") and not r["tag"] and (y, x) == PROJECTED_SHAPE[1:]:
+            per_slice = r["automatic"] / z
+            entry = out.setdefault(r["method"], {"per_slice": [], "from": []})
+            entry["per_slice"].append(per_slice)
+            entry["seconds"] = float(np.mean(entry["per_slice"])) * PROJECTED_SHAPE[0]
+            entry["from"].append(f"{per_slice:.3f} s/slice on {r['volume']} {tuple(r['shape'])}")
+        elif r["method"] in ("swinunetr", "unetr", "unet3d"):
+            per_window = r["automatic"] / sliding_windows((y, x, z))
+            out[r["method"]] = {
+                "seconds": per_window * sliding_windows(PROJECTED_SHAPE),
+                "from": [f"{per_window:.2f} s/window x {sliding_windows(PROJECTED_SHAPE)} windows"],
+            }
+    for p in out.values():
+        p["from"] = "; ".join(p["from"])
+        p.pop("per_slice", None)
+    return out
 
 
 def ratios(rows: list[dict]) -> dict:
@@ -350,9 +391,11 @@ def ratios(rows: list[dict]) -> dict:
         return None
 
     out = {}
-    crop_s2v, swin = find("s2vnet:demo", "same crop as 3D peers"), find("swinunetr")
-    if crop_s2v and swin:
-        out["s2vnet_demo_vs_swinunetr_volumes_per_min"] = swin["automatic"] / crop_s2v["automatic"]
+    swin = find("swinunetr")
+    for config in ("swinb", "demo"):  # the paper's model first: the headline
+        crop_s2v = find(f"s2vnet:{config}", "same crop as 3D peers")
+        if crop_s2v and swin:
+            out[f"s2vnet_{config}_vs_swinunetr_volumes_per_min"] = swin["automatic"] / crop_s2v["automatic"]
     for config in ("demo", "swinb"):
         batched, naive = find(f"s2vnet:{config}", ""), find(f"naive:{config}")
         if batched and naive:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared script for one GPU (H100/H200 class): under ten minutes (its step limits add up to
-# 570 s). It has not run on a GPU yet.
+# 600 s). It has not run on a GPU yet.
 #
 #   1. a synthetic dataset in BTCV's folder layout (4 training cases + validation case 35, SHAPE 48 x 512 x 512);
 #   2. the BTCV Swin-B paper config trained ITERS (50) iterations, --num-gpus 1, AMP on (as the config says),
 #      backbone from scratch, batch BATCH (8, the paper's total); seconds per iteration and peak GPU memory
 #      into $OUT/training_speed.json;
 #   3. --eval-only on btcv_val with the config's click protocols;
-#   4. the speed benchmark (projects/S2VNet/benchmark.py) on a real 512 x 512 CT and a 512 x 512 x 200 volume.
+#   4. the encoder's fast paths (TEST.S2VNET.ENCODE_DTYPE float16 / bfloat16, CHANNELS_LAST, COMPILE, batch sizes) on
+#      32 slices of 512 x 512, timed and compared with float32 (tools/profile_encoder.py);
+#   5. the speed benchmark (projects/S2VNet/benchmark.py) on a real 512 x 512 CT and a 512 x 512 x 200 volume.
 #
 # The GPU machine reaches no package registry, so what its PyTorch image lacks travels as wheels:
 #   here, once:   make gpu-wheels           # cp312 wheels + the benchmark CTs
@@ -53,7 +55,10 @@ if step train 180 "$PY" train_net.py "${COMMON[@]}" SOLVER.MAX_ITER "$ITERS" SOL
 fi
 cp "$WORK/btcv/log.txt" "$OUT/train_log.txt" 2>/dev/null
 
-step benchmark 200 "$PY" projects/S2VNet/benchmark.py --device cuda --volumes lung1 --synthetic-depth 200 \
+step encoder 60 "$PY" tools/profile_encoder.py --device cuda --config-file configs/btcv/s2vnet_swinb.yaml \
+  --size 512 --slices 32 --variants float32 float16 bfloat16 channels-last "bfloat16 + channels-last" compile \
+  --batch-sizes 8 32 --output "$OUT/encoder_gpu.json"
+step benchmark 170 "$PY" projects/S2VNet/benchmark.py --device cuda --volumes lung1 --synthetic-depth 200 \
   --full-3d --repeats 2 --data-dir datasets/benchmark --output "$OUT/benchmark_gpu.json"
 rm -rf "$WORK"
 cat "$OUT/summary.txt"

@@ -64,8 +64,8 @@ def run_protocol(
             current, prepared.label, engine.num_classes, rng, prepared.spacing, r, frame=CLICK_FRAME
         )
         if clicks:  # no error left: the volume stays as it is
-            state = engine.interactive_round(features, state, clicks)
-            current = engine.state_labels(state, features)
+            before, state = state, engine.interactive_round(features, state, clicks)
+            current = engine.state_labels(state, features, since=(before, current))
         out["rounds"].append(current)
         out["clicks"].append(clicks)
     return out

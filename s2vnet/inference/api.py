@@ -175,14 +175,14 @@ class InteractiveSession:
         self.predictor = predictor
         self.prepared = image if isinstance(image, PreparedVolume) else predictor.prepare(image, modality, spacing)
         self.features: VolumeFeatures = predictor.engine.encode(self.prepared.image, report)
-        self._history: list[InteractionState] = [predictor.engine.start(self.features, report)]
+        start = predictor.engine.start(self.features, report)
+        self._history: list[InteractionState] = [start]
+        self._working: list[np.ndarray] = [predictor.engine.state_labels(start, self.features)]  # per state
 
     @property
     def labels(self) -> np.ndarray:
         """Current labels ``(z, y, x)`` on the input grid."""
-        features = self.features
-        working = self.predictor.engine.state_labels(self._history[-1], features)
-        return self.prepared.to_input_grid(working)
+        return self.prepared.to_input_grid(self._working[-1])
 
     @property
     def rounds(self) -> int:
@@ -203,16 +203,21 @@ class InteractiveSession:
         working = self.predictor.working_clicks(self.prepared, clicks, source)
         if working:
             engine = self.predictor.engine
-            self._history.append(engine.interactive_round(self.features, self._history[-1], working, report))
+            before = self._history[-1]
+            state = engine.interactive_round(self.features, before, working, report)
+            # only the slices the round changed are relabelled (VolumeInference.changed_slices)
+            self._working.append(engine.state_labels(state, self.features, since=(before, self._working[-1])))
+            self._history.append(state)
         return self.labels
 
     def undo(self) -> np.ndarray:
         """Drop the latest round (the automatic result stays)."""
         if len(self._history) > 1:
             self._history.pop()
+            self._working.pop()
         return self.labels
 
     def reset(self) -> np.ndarray:
         """Back to the automatic result."""
-        del self._history[1:]
+        del self._history[1:], self._working[1:]
         return self.labels

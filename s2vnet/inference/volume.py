@@ -88,6 +88,21 @@ ROUND_FUSIONS: dict[str, Callable] = {"max": _fuse_max, "latest": _fuse_latest}
 # TEST.S2VNET.ROUND_SCORES: what a refinement round predicts for a clicked class (see VolumeInference.sweep).
 ROUND_SCORES = ("click", "all")
 
+# TEST.S2VNET.ENCODE_DTYPE -> autocast dtype of the encoder (None: no autocast, plain float32).
+ENCODE_DTYPES: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+# TEST.S2VNET.FEATURE_DTYPE -> dtype of the feature cache (None: float16 on a GPU, float32 on the CPU).
+FEATURE_DTYPES: dict[str, torch.dtype | None] = {
+    "auto": None,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
 # TEST.S2VNET.NEGATIVE_ROUNDS: whether a round's decoding is fused for a class that got only negative clicks in it
 # ("fuse", paper) or not ("skip"; the clicks still enter the Eq. 8 memory and the click edits).
 NEGATIVE_ROUNDS = ("fuse", "skip")
@@ -117,6 +132,9 @@ class VolumeInference:
         round_scores: str = "click",
         click_prior: ClickPrior | None = None,
         negative_rounds: str = "fuse",
+        encode_dtype: str = "float32",
+        channels_last: bool = False,
+        compile_encoder: bool = False,
     ) -> None:
         """
         Args:
@@ -132,6 +150,10 @@ class VolumeInference:
             negative_rounds: one of :data:`NEGATIVE_ROUNDS`.
             feature_dtype: dtype of the cached features (default: float16 on GPU, float32 on CPU).
             progress: show tqdm bars over slices.
+            encode_dtype: key of :data:`ENCODE_DTYPES`, the encoder's autocast dtype (features are cached in
+                ``feature_dtype`` whatever it is).
+            channels_last: run the encoder on channels-last tensors (the model's weights are converted here).
+            compile_encoder: wrap the encoder in ``torch.compile``.
         """
         if round_fusion not in ROUND_FUSIONS:
             raise ValueError(f"unknown round fusion '{round_fusion}'; known: {', '.join(ROUND_FUSIONS)}")
@@ -149,10 +171,19 @@ class VolumeInference:
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
         self.budget_mb = float(budget_mb)
+        if encode_dtype not in ENCODE_DTYPES:
+            raise ValueError(f"unknown encode dtype '{encode_dtype}'; known: {', '.join(ENCODE_DTYPES)}")
+        self.encode_dtype = ENCODE_DTYPES[encode_dtype]
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model.backbone.to(memory_format=torch.channels_last)
+            model.pixel_decoder.to(memory_format=torch.channels_last)
+        self._encoder = torch.compile(model.encode) if compile_encoder else model.encode
 
     @classmethod
     def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> VolumeInference:
-        """Engine from TEST.S2VNET (SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES, CLICK_PRIOR*)."""
+        """Engine from TEST.S2VNET (SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES, CLICK_PRIOR*,
+        NEGATIVE_ROUNDS, ENCODE_DTYPE, CHANNELS_LAST, COMPILE, FEATURE_DTYPE)."""
         test = cfg.TEST.S2VNET
         return cls(
             model,
@@ -163,6 +194,10 @@ class VolumeInference:
             round_scores=test.ROUND_SCORES,
             click_prior=ClickPrior.from_cfg(cfg),
             negative_rounds=test.NEGATIVE_ROUNDS,
+            encode_dtype=test.ENCODE_DTYPE,
+            channels_last=test.CHANNELS_LAST,
+            compile_encoder=test.COMPILE,
+            feature_dtype=_feature_dtype(test.FEATURE_DTYPE),
         )
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
@@ -183,13 +218,23 @@ class VolumeInference:
         masks, levels = [], []
         size = self.batch_size(tuple(image.shape[1:]))
         for start in _steps(range(0, volume.shape[0], size), "encode slices", "batch", self.progress, report):
-            chunk = volume[start : start + size][:, None]
-            mask_features, multi_scale = self.model.encode(self.model.preprocess(chunk))
+            mask_features, multi_scale = self._encode_batch(volume[start : start + size][:, None])
             masks.append(mask_features.to(self.feature_dtype))
             levels.append([f.to(self.feature_dtype) for f in multi_scale])
         multi = [torch.cat([lv[i] for lv in levels]) for i in range(len(levels[0]))]
         padded = self.model.padded_hw(masks[0])
         return VolumeFeatures(torch.cat(masks), multi, tuple(image.shape[1:]), padded, image)
+
+    def _encode_batch(self, chunk: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """uint8 slices ``(B, 1, Y, X)`` -> ``mask_features (B, D, h, w)`` and the multi-scale maps, with the
+        encoder's autocast dtype, memory format and compilation."""
+        images = self.model.preprocess(chunk)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        device = self.model.device.type
+        with torch.autocast(device, dtype=self.encode_dtype or torch.float32, enabled=self.encode_dtype is not None):
+            mask_features, multi_scale = self._encoder(images)
+        return mask_features.contiguous(), [f.contiguous() for f in multi_scale]
 
     def _decoder_dtype(self) -> torch.dtype:
         return next(self.model.decoder.parameters()).dtype
@@ -211,6 +256,9 @@ class VolumeInference:
             clicks: ``{z: {"coords" (n, 2) (y, x), "classes" (n,), "positive" (n,)}}`` injected on slice z.
             memory: Eq. 8 accumulators from earlier rounds.
             click_only: score only the click-initialised centroids (:meth:`S2VNet.click_scores`) instead of all.
+                On the CPU the sweep then stops once it has passed its last clicked slice and no click slot is
+                alive (a slot the propagation dropped never comes back, so every later slice would score 0 and be
+                unreached); on a GPU that test would be a host-device sync per slice, so the sweep runs to the end.
 
         Returns:
             ``(scores (K, Z, h, w), click memory, reached (K, Z) bool)``; ``reached`` says where a class has a
@@ -224,10 +272,16 @@ class VolumeInference:
         if memory is not None:
             state.clicks = memory
         dtype = self._decoder_dtype()
-        for z in _steps(order, desc, "slice", self.progress, report):
+        order = list(order)
+        clicked = [i for i, z in enumerate(order) if z in (clicks or {})]
+        last_click = clicked[-1] if clicked else -1
+        stop_early = click_only and device.type == "cpu"
+        for i, z in enumerate(_steps(order, desc, "slice", self.progress, report)):
             outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
             if click_only:
                 scores[:, z], reached[:, z] = self.model.click_scores(outputs)
+                if stop_early and i >= last_click and not bool((state.click_class >= 0).any()):
+                    break  # no click slot left to follow
             else:
                 scores[:, z], reached[:, z] = self.model.class_scores(outputs), True
         return scores, state.clicks, reached
@@ -306,22 +360,56 @@ class VolumeInference:
         image_hw: tuple[int, int],
         padded_hw: tuple[int, int],
         edits: ClickEdits | None = None,
+        slices: Sequence[int] | None = None,
+        base: np.ndarray | None = None,
     ) -> np.ndarray:
         """Fused scores ``(K, Z, h, w)`` (and a session's click edits) -> uint8 labels ``(Z, Y, X)``.
 
-        0 = background, c + 1 = class c.
+        0 = background, c + 1 = class c. With ``slices`` (and ``base``, earlier labels ``(Z, Y, X)``), only those
+        slices are labelled and the others are copied from ``base`` (zeros without it).
         """
-        out = np.zeros((scores.shape[1],) + tuple(image_hw), dtype=np.uint8)
-        for z in range(scores.shape[1]):
+        shape = (scores.shape[1],) + tuple(image_hw)
+        out = base.copy() if base is not None else np.zeros(shape, dtype=np.uint8)
+        if out.shape != shape:
+            raise ValueError(f"base labels {out.shape} do not match the scores' volume {shape}")
+        for z in range(scores.shape[1]) if slices is None else slices:
             full, labels = self.model.post_process(scores[:, z], padded_hw, image_hw)
             if edits is not None and edits.seeds:
                 labels = self.model.labels_from_scores(edits.apply(full, z))
             out[z] = labels.cpu().numpy()
         return out
 
-    def state_labels(self, state: InteractionState, features: VolumeFeatures) -> np.ndarray:
-        """Labels ``(Z, Y, X)`` of an interaction state: its fused scores with its click edits."""
-        return self.labels(state.fused, features.image_hw, features.padded_hw, state.edits)
+    def state_labels(
+        self,
+        state: InteractionState,
+        features: VolumeFeatures,
+        since: tuple[InteractionState, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Labels ``(Z, Y, X)`` of an interaction state: its fused scores with its click edits.
+
+        ``since=(other state, its labels)`` relabels only :meth:`changed_slices` between the two states (any two
+        states of the same volume: the next round, or an earlier one after an undo) and copies the rest.
+        """
+        if since is None:
+            return self.labels(state.fused, features.image_hw, features.padded_hw, state.edits)
+        other, other_labels = since
+        changed = self.changed_slices(other, state)
+        return self.labels(state.fused, features.image_hw, features.padded_hw, state.edits, changed, other_labels)
+
+    @staticmethod
+    def changed_slices(a: InteractionState, b: InteractionState) -> np.ndarray:
+        """Working slices whose labels can differ between two states of one volume (sorted ``(n,)`` int).
+
+        A slice can change where any class's fused score differs, or where a click edit that only one of the two
+        states holds reaches (its box's slices).
+        """
+        changed = (a.fused != b.fused).flatten(2).any(dim=2).any(dim=0).cpu().numpy()
+        seeds_a = a.edits.seeds if a.edits is not None else ()
+        seeds_b = b.edits.seeds if b.edits is not None else ()
+        ids_a, ids_b = {id(s) for s in seeds_a}, {id(s) for s in seeds_b}
+        for seed in [s for s in seeds_a if id(s) not in ids_b] + [s for s in seeds_b if id(s) not in ids_a]:
+            changed[seed.box[0]] = True
+        return np.flatnonzero(changed)
 
     def probabilities(
         self,
@@ -336,6 +424,12 @@ class VolumeInference:
         if edits is not None and edits.seeds:
             full = torch.stack([edits.apply(full[:, z], z) for z in range(full.shape[1])], dim=1)
         return full.cpu().numpy()
+
+
+def _feature_dtype(name: str) -> torch.dtype | None:
+    if name not in FEATURE_DTYPES:
+        raise ValueError(f"unknown feature dtype '{name}'; known: {', '.join(FEATURE_DTYPES)}")
+    return FEATURE_DTYPES[name]
 
 
 @torch.no_grad()
