@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = "pyradiomics_bhklab-3.1.4.tar.gz"
 ARCHIVE_SHA256 = "a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5ffb"
 CONFIGS = {"demo": "configs/demo/s2vnet_r18_demo.yaml", "swinb": "configs/btcv/s2vnet_swinb.yaml"}
+METHODS = [f"{m}:{c}" for m in ("s2vnet", "naive") for c in CONFIGS] + ["swinunetr", "unetr", "unet3d"]
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -241,7 +242,7 @@ def plan(args) -> list[dict]:
     same = "same crop as 3D peers"
     jobs += [{"method": f"s2vnet:{c}", "volume": first, "crop": peer_crop, "tag": same} for c in ("swinb", "demo")]
     jobs += [{"method": m, "volume": first, "crop": peer_crop} for m in ("swinunetr", "unetr", "unet3d")]
-    return jobs
+    return [j for j in jobs if not args.methods or j["method"] in args.methods]
 
 
 def main() -> int:
@@ -253,6 +254,13 @@ def main() -> int:
     parser.add_argument("--peer-crop", type=int, default=192, help="in-plane crop for the 3D peers (CPU)")
     parser.add_argument("--full-3d", action="store_true", help="3D peers on the whole volume (GPU)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=sorted(METHODS),
+        metavar="METHOD",
+        help=f"run only these (default: all): {METHODS}",
+    )
     parser.add_argument("--data-dir", default=str(REPO / "datasets" / "benchmark"))
     parser.add_argument("--output", default=str(REPO / "output" / "benchmark" / "benchmark.json"))
     parser.add_argument("--prepare-only", action="store_true", help="only fetch the benchmark volumes")

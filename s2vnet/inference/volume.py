@@ -26,6 +26,7 @@ values = 11.1 MB per slice in float16, 2.2 GB for 200 slices; the demo config (6
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -231,8 +232,10 @@ class VolumeInference:
         images = self.model.preprocess(chunk)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        device = self.model.device.type
-        with torch.autocast(device, dtype=self.encode_dtype or torch.float32, enabled=self.encode_dtype is not None):
+        autocast = (  # float32: no context of its own, so a caller's autocast still applies
+            torch.autocast(self.model.device.type, dtype=self.encode_dtype) if self.encode_dtype else nullcontext()
+        )
+        with autocast:
             mask_features, multi_scale = self._encoder(images)
         return mask_features.contiguous(), [f.contiguous() for f in multi_scale]
 
