@@ -47,7 +47,7 @@ class OracleEngine:
     def labels(self, fused, image_hw, padded_hw):
         return fused.copy()
 
-    def state_labels(self, state, features):
+    def state_labels(self, state, features, since=None):
         return state.fused.copy()
 
     def interactive_round(self, features, state, clicks):
