@@ -179,7 +179,7 @@ class VolumeInference:
         if self.channels_last:
             model.backbone.to(memory_format=torch.channels_last)
             model.pixel_decoder.to(memory_format=torch.channels_last)
-        self._encoder = torch.compile(model.encode) if compile_encoder else model.encode
+        self._compiled = torch.compile(model.encode) if compile_encoder else None
 
     @classmethod
     def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> VolumeInference:
@@ -236,7 +236,7 @@ class VolumeInference:
             torch.autocast(self.model.device.type, dtype=self.encode_dtype) if self.encode_dtype else nullcontext()
         )
         with autocast:
-            mask_features, multi_scale = self._encoder(images)
+            mask_features, multi_scale = (self._compiled or self.model.encode)(images)
         return mask_features.contiguous(), [f.contiguous() for f in multi_scale]
 
     def _decoder_dtype(self) -> torch.dtype:
