@@ -10,7 +10,7 @@ import torch
 from synthetic import tiny_cfg, tiny_model
 
 from s2vnet.data.clicks import Click
-from s2vnet.inference.click_prior import ClickEdits, ClickPrior, feature_seed, seed_agreement
+from s2vnet.inference.click_prior import ClickEdits, ClickPrior, Seed, _edit_box, feature_seed, seed_agreement
 from s2vnet.inference.volume import VolumeInference
 
 
@@ -135,3 +135,33 @@ def test_a_round_that_disagrees_with_its_click_region_is_not_fused():
     state = engine.interactive_round(features, start, [Click(0, (1, 20.0, 20.0), "working")])
     assert torch.equal(state.fused, start.fused) and len(state.edits.seeds) == 1  # the edit still holds
     assert engine.state_labels(state, features)[1, 20, 20] == 1
+
+
+def _whole_slice_edits(edits: ClickEdits, scores: torch.Tensor, z: int) -> torch.Tensor:
+    """Reference: the edits computed over the whole slice (distances inf outside each seed's box)."""
+    dist = np.full(scores.shape, np.inf, np.float32)
+    positive = np.zeros(scores.shape, bool)
+    for seed in [s for s in edits.seeds if s.box[0].start <= z < s.box[0].stop]:
+        _, ys, xs = seed.box
+        d, current = seed.distance[z - seed.box[0].start], dist[seed.class_index, ys, xs]
+        better = d <= current
+        dist[seed.class_index, ys, xs] = np.where(better, d, current)
+        positive[seed.class_index, ys, xs] = np.where(better, seed.positive, positive[seed.class_index, ys, xs])
+    return _edit_box(scores, dist, positive)
+
+
+def test_edits_on_the_seeds_bounding_box_equal_edits_over_the_whole_slice():
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        seeds = []
+        for _ in range(rng.integers(1, 5)):
+            z0, y0, x0 = rng.integers(0, 3), rng.integers(0, 20), rng.integers(0, 20)
+            dz, dy, dx = rng.integers(1, 4), rng.integers(1, 12), rng.integers(1, 12)
+            distance = rng.random((dz, dy, dx)).astype(np.float32)
+            distance[rng.random(distance.shape) < 0.3] = np.inf  # outside the seed's region
+            box = (slice(z0, z0 + dz), slice(y0, y0 + dy), slice(x0, x0 + dx))
+            seeds.append(Seed(int(rng.integers(0, 3)), bool(rng.random() < 0.6), box, distance, (z0, y0, x0)))
+        edits = ClickEdits(tuple(seeds))
+        scores = torch.rand(3, 32, 32)
+        for z in range(6):
+            assert torch.equal(edits.apply(scores, z), _whole_slice_edits(edits, scores, z))

@@ -283,8 +283,8 @@ def test_a_session_relabels_only_changed_slices_and_equals_a_full_relabel(scan, 
     p = predictor("TEST.S2VNET.CLICK_PRIOR", prior, "TEST.S2VNET.CLICK_PRIOR_AGREEMENT", "0.0")  # its test labels too
     session = InteractiveSession(p, path)
     labelled = []
-    post_process = p.model.post_process
-    monkeypatch.setattr(p.model, "post_process", lambda s, *a: labelled.append(1) or post_process(s, *a))
+    upsample = p.model.upsample_scores
+    monkeypatch.setattr(p.model, "upsample_scores", lambda s, *a: labelled.append(1) or upsample(s, *a))
     z, y, x = np.argwhere(label == 1)[0]
     rounds = [
         [{"class": "a", "voxel": [int(x), int(y), int(z)]}],

@@ -167,3 +167,23 @@ def test_aggregation_reads_history_and_writes_it():
     assert not torch.allclose(second.centroids, c2)  # Eq. 11 adds what the history says
     no_history = next_state(state, c2, keep, torch.full((4,), -1), agg)
     torch.testing.assert_close(no_history.centroids[keep], c2[keep])  # nothing to read before the first write
+
+
+def test_inference_aggregates_only_the_kept_slots_with_the_same_result():
+    torch.manual_seed(4)
+    agg = RecurrentAggregator(8, 2, 16)
+    state = PropagationState.empty(6, 8)
+    state = next_state(
+        state, torch.randn(6, 8), torch.tensor([1, 1, 0, 1, 0, 1], dtype=torch.bool), state.click_class, agg
+    )
+    c2 = torch.randn(6, 8)
+    for keep in (torch.tensor([1, 0, 1, 1, 0, 0], dtype=torch.bool), torch.zeros(6, dtype=torch.bool)):
+        full = next_state(state, c2, keep, state.click_class, agg.train())  # every row, as training computes it
+        calls: list[int] = []
+        handle = agg.ffn.register_forward_hook(lambda _m, inputs, _o, seen=calls: seen.append(inputs[0].shape[0]))
+        kept = next_state(state, c2, keep, state.click_class, agg.eval())
+        handle.remove()
+        assert calls == ([int(keep.sum())] if keep.any() else [])  # the write ran on the kept rows alone
+        torch.testing.assert_close(kept.centroids, full.centroids, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(kept.history, full.history, rtol=1e-5, atol=1e-6)
+        assert torch.equal(kept.history_valid, full.history_valid) and torch.equal(kept.active, full.active)

@@ -322,3 +322,12 @@ def test_per_class_metrics_equals_the_binary_metrics():
     assert single[1]["nsd"] == results[1]["nsd"] and single[4]["hd95"] == 99.0
     with pytest.raises(ValueError):
         per_class_metrics(pred, gt, SPACING, num_classes=5, tolerance_mm=[1.0, 2.0])
+
+
+def test_mean_label_dice_averages_the_labels_present_in_either_map():
+    a = np.array([[[0, 1, 1, 2]]])
+    b = np.array([[[0, 1, 3, 3]]])
+    # label 1: 2*1/(2+1); label 2: only in a -> 0; label 3: only in b -> 0
+    assert metrics.mean_label_dice(a, b) == pytest.approx((2 / 3 + 0 + 0) / 3)
+    assert metrics.mean_label_dice(a, a) == 1.0
+    assert metrics.mean_label_dice(np.zeros((1, 2, 2), int), np.zeros((1, 2, 2), int)) == 1.0

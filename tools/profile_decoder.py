@@ -4,10 +4,13 @@
     python tools/profile_decoder.py --config-file configs/btcv/s2vnet_swinb.yaml --size 192 512 --slices 4
 
 Random weights (the speed does not depend on them). For each slice size, the volume's slices are encoded
-once, then the automatic sweep is run twice: with the decoder in eval mode (the inference path: the class and
-mask heads on the last layer only) and in training mode under ``no_grad`` (the reference path: the heads on
-every layer, as deep supervision needs). Prints a Markdown table of milliseconds per slice per module and the
-agreement of the two paths' labels, and writes it as JSON with ``--output``.
+once, then the automatic sweep is run twice: with the decoder and the aggregation in eval mode (the inference
+path: the class and mask heads on the last layer only, the factored k-means cross-attention, aggregation of the
+kept slots only) and in training mode under ``no_grad`` (the reference path: the heads on every layer as deep
+supervision needs, Eq. 2-3 as written, every slot aggregated). Prints a Markdown table of milliseconds per slice
+per module group (summed over the decoder's layers; "rest of the step" is the step's time outside them: the mask
+product, the class scores, the state update) and the agreement of the two paths' labels (voxels and mean Dice),
+and writes it as JSON with ``--output``.
 """
 
 from __future__ import annotations
@@ -23,23 +26,43 @@ import numpy as np
 import torch
 
 from s2vnet.errors import cli_errors
+from s2vnet.evaluation.metrics import mean_label_dice
+
+
+def module_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
+    """The per-slice modules of the step, grouped by what they do (each group summed over the decoder's layers)."""
+    decoder = model.decoder
+    groups = {
+        "position encoding": [decoder.pos_enc],
+        "input projections": list(decoder.input_proj),
+        "k-means cross-attention": [layer.cross for layer in decoder.layers],
+        "self-attention": [layer.self_attn for layer in decoder.layers],
+        "FFN": [layer.ffn for layer in decoder.layers],
+        "class head (+ norm)": [decoder.norm, decoder.class_embed],
+        "mask embedding MLP": [decoder.mask_embed],
+    }
+    if model.aggregator is not None:
+        groups["aggregation (Eq. 10-11)"] = [model.aggregator]
+    return groups
 
 
 @contextmanager
-def module_timer(decoder: torch.nn.Module):
-    """Accumulate wall time per direct child of ``decoder`` (layers separately), in seconds."""
+def group_timer(groups: dict[str, list[torch.nn.Module]]):
+    """Accumulate wall time per group of modules, in seconds (the groups must not nest)."""
     totals: dict[str, float] = defaultdict(float)
-    starts: dict[str, float] = {}
+    starts: dict[int, float] = {}
     handles = []
-    named = [(f"layers.{i}", m) for i, m in enumerate(decoder.layers)]
-    named += [(n, m) for n, m in decoder.named_children() if n != "layers"]
-    for name, module in named:
-        handles.append(module.register_forward_pre_hook(lambda *_, n=name: starts.__setitem__(n, time.perf_counter())))
-        handles.append(
-            module.register_forward_hook(
-                lambda *_, n=name: totals.__setitem__(n, totals[n] + time.perf_counter() - starts[n])
+    for name, modules in groups.items():
+        for module in modules:
+            key = id(module)
+            handles.append(
+                module.register_forward_pre_hook(lambda *_, k=key: starts.__setitem__(k, time.perf_counter()))
             )
-        )
+            handles.append(
+                module.register_forward_hook(
+                    lambda *_, n=name, k=key: totals.__setitem__(n, totals[n] + time.perf_counter() - starts[k])
+                )
+            )
     try:
         yield totals
     finally:
@@ -47,15 +70,33 @@ def module_timer(decoder: torch.nn.Module):
             h.remove()
 
 
-def sweep(engine, features, training: bool) -> tuple[dict[str, float], float, np.ndarray]:
-    """Automatic sweep with the decoder in training or eval mode: (seconds per module, total seconds, labels)."""
-    engine.model.decoder.train(training)
-    with torch.no_grad(), module_timer(engine.model.decoder) as totals:
+def _timed_aggregator(aggregator: torch.nn.Module | None):
+    """The aggregator's read/write are methods, not ``forward``: route them through a hooked forward."""
+    if aggregator is None:
+        return None
+    read, write = aggregator.read, aggregator.write
+    aggregator.forward = lambda fn, *a: fn(*a)
+    aggregator.read = lambda *a: aggregator(read, *a)
+    aggregator.write = lambda *a: aggregator(write, *a)
+    return read, write
+
+
+def sweep(engine, features, reference: bool) -> tuple[dict[str, float], float, np.ndarray]:
+    """Automatic sweep on the reference path (decoder and aggregation in training mode under ``no_grad``) or the
+    inference path (eval mode): (seconds per module group, total seconds, labels)."""
+    model = engine.model
+    parts = [model.decoder] + ([model.aggregator] if model.aggregator is not None else [])
+    for part in parts:
+        part.train(reference)
+    with torch.no_grad(), group_timer(module_groups(model)) as totals:
         t0 = time.perf_counter()
         scores = engine.automatic(features)
         total = time.perf_counter() - t0
-    engine.model.decoder.eval()
-    return dict(totals), total, engine.labels(scores, features.image_hw, features.padded_hw)
+    for part in parts:
+        part.eval()
+    totals = dict(totals)
+    totals["rest of the step (mask product, scores, state)"] = total - sum(totals.values())
+    return totals, total, engine.labels(scores, features.image_hw, features.padded_hw)
 
 
 def profile(config: str, size: int, slices: int, overrides: list[str]) -> dict:
@@ -68,11 +109,12 @@ def profile(config: str, size: int, slices: int, overrides: list[str]) -> dict:
     torch.manual_seed(0)
     cfg = setup_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + overrides)
     engine = VolumeInference.from_cfg(build_model(cfg), cfg)
+    _timed_aggregator(engine.model.aggregator)
     volume = np.random.default_rng(0).integers(0, 255, (slices, size, size), dtype=np.uint8)
     features = engine.encode(volume)
-    sweep(engine, features, training=False)  # warm-up
-    ref_modules, ref_total, ref_labels = sweep(engine, features, training=True)
-    fast_modules, fast_total, fast_labels = sweep(engine, features, training=False)
+    sweep(engine, features, reference=False)  # warm-up
+    ref_modules, ref_total, ref_labels = sweep(engine, features, reference=True)
+    fast_modules, fast_total, fast_labels = sweep(engine, features, reference=False)
     per_slice = 1000.0 / slices
     return {
         "size": size,
@@ -80,6 +122,7 @@ def profile(config: str, size: int, slices: int, overrides: list[str]) -> dict:
         "reference_ms": {k: v * per_slice for k, v in ref_modules.items()} | {"step total": ref_total * per_slice},
         "inference_ms": {k: v * per_slice for k, v in fast_modules.items()} | {"step total": fast_total * per_slice},
         "labels_agree": float((ref_labels == fast_labels).mean()),
+        "mean_dice": mean_label_dice(ref_labels, fast_labels),
     }
 
 
@@ -87,13 +130,14 @@ def table(result: dict) -> str:
     """Markdown: one row per module, reference and inference ms per slice."""
     lines = [
         f"**{result['size']} x {result['size']}**, {result['slices']} slices, labels agree on "
-        f"{100 * result['labels_agree']:.3f} % of voxels",
+        f"{100 * result['labels_agree']:.3f} % of voxels (mean Dice {result['mean_dice']:.4f})",
         "",
-        "| module | reference ms/slice | inference ms/slice |",
-        "|---|---|---|",
+        "| module (summed over layers) | reference ms/slice | inference ms/slice | speed-up |",
+        "|---|---|---|---|",
     ]
     for name, ref in result["reference_ms"].items():
-        lines.append(f"| {name} | {ref:.1f} | {result['inference_ms'].get(name, 0.0):.1f} |")
+        fast = result["inference_ms"].get(name, 0.0)
+        lines.append(f"| {name} | {ref:.1f} | {fast:.1f} | {ref / fast if fast > 0 else float('nan'):.2f}x |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from s2vnet.errors import cli_errors
+from s2vnet.evaluation.metrics import mean_label_dice
 
 # name -> TEST.S2VNET overrides; the first is the reference.
 VARIANTS: dict[str, list[str]] = {
@@ -38,14 +39,6 @@ VARIANTS: dict[str, list[str]] = {
     "float16 feature cache": ["TEST.S2VNET.FEATURE_DTYPE", "float16"],
     "bfloat16 + compile": ["TEST.S2VNET.ENCODE_DTYPE", "bfloat16", "TEST.S2VNET.COMPILE", "True"],
 }
-
-
-def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean Dice over the foreground labels present in ``a`` or ``b`` (1.0 when neither has any)."""
-    from s2vnet.evaluation.metrics import dice
-
-    scores = [dice(a == k, b == k) for k in np.union1d(np.unique(a), np.unique(b)) if k != 0]
-    return float(np.mean(scores)) if scores else 1.0
 
 
 def _sync(device: str) -> None:
@@ -151,7 +144,7 @@ def main() -> int:
                 "speedup": reference["s_per_slice"] / result["s_per_slice"],
                 "first_s": result["first_s"],
                 "feature_error": float(error),
-                "dice": mean_dice(result["labels"], reference["labels"]),
+                "dice": mean_label_dice(result["labels"], reference["labels"]),
             }
         )
         print(f"{name}: {result['s_per_slice']:.4f} s/slice", flush=True)

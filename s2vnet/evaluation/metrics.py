@@ -162,6 +162,16 @@ def dice(pred: np.ndarray, gt: np.ndarray, empty_value: float = 1.0) -> float:
     return float(2.0 * np.count_nonzero(pred & gt) / total)
 
 
+def mean_label_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two label maps: mean Dice over the foreground labels present in either (1.0 if neither has any).
+
+    Args:
+        a, b: ``(z, y, x)`` integer label maps of the same shape, 0 = background.
+    """
+    scores = [dice(a == k, b == k) for k in np.union1d(np.unique(a), np.unique(b)) if k != 0]
+    return float(np.mean(scores)) if scores else 1.0
+
+
 # --------------------------------------------------------------------------------------------
 # HD95 (medpy)
 # --------------------------------------------------------------------------------------------

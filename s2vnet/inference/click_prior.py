@@ -82,6 +82,19 @@ def feature_seed(click: Click, features, stride: int, prior: ClickPrior) -> Seed
     return Seed(click.class_index, click.positive, box, distance, centre)
 
 
+def _edit_box(scores: torch.Tensor, dist: np.ndarray, positive: np.ndarray) -> torch.Tensor:
+    """Scores ``(K, h, w)`` of a box with its edits: per class, the nearest seed's distance ``dist`` (inf: none) and
+    whether that seed is positive; a negative seed zeroes its class, the nearest positive claim takes the pixel."""
+    decided = np.isfinite(dist)
+    claim_dist = np.where(decided & positive, dist, np.inf)
+    claimed = np.isfinite(claim_dist.min(axis=0))
+    winner = np.eye(scores.shape[0], dtype=bool)[claim_dist.argmin(axis=0)].transpose(2, 0, 1)  # (K, h, w)
+    device = scores.device
+    out = scores.masked_fill(torch.from_numpy(decided & ~positive).to(device), 0.0)
+    claims = torch.from_numpy(claimed[None] & winner).to(device)
+    return torch.where(torch.from_numpy(claimed).to(device)[None], claims.to(out.dtype), out)
+
+
 @dataclass(frozen=True)
 class ClickEdits:
     """The seeds of every click so far (oldest first); immutable, so an earlier state (undo) keeps its own."""
@@ -93,23 +106,22 @@ class ClickEdits:
         here = [s for s in self.seeds if s.box[0].start <= z < s.box[0].stop]
         if not here:
             return scores
-        num_classes = scores.shape[0]
-        dist = np.full(scores.shape, np.inf, np.float32)
-        positive = np.zeros(scores.shape, bool)
+        # every edit lies inside the seeds' boxes: work on their bounding box, leave the rest of the slice as it is
+        y0, y1 = min(s.box[1].start for s in here), max(s.box[1].stop for s in here)
+        x0, x1 = min(s.box[2].start for s in here), max(s.box[2].stop for s in here)
+        shape = (scores.shape[0], y1 - y0, x1 - x0)
+        dist = np.full(shape, np.inf, np.float32)
+        positive = np.zeros(shape, bool)
         for seed in here:  # later seeds win ties
             _, ys, xs = seed.box
+            ys, xs = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
             d, current = seed.distance[z - seed.box[0].start], dist[seed.class_index, ys, xs]
             better = d <= current
             dist[seed.class_index, ys, xs] = np.where(better, d, current)
             positive[seed.class_index, ys, xs] = np.where(better, seed.positive, positive[seed.class_index, ys, xs])
-        decided = np.isfinite(dist)
-        claim_dist = np.where(decided & positive, dist, np.inf)
-        claimed = np.isfinite(claim_dist.min(axis=0))
-        winner = np.eye(num_classes, dtype=bool)[claim_dist.argmin(axis=0)].transpose(2, 0, 1)  # (K, H, W)
-        device = scores.device
-        out = scores.masked_fill(torch.from_numpy(decided & ~positive).to(device), 0.0)
-        claims = torch.from_numpy(claimed[None] & winner).to(device)
-        return torch.where(torch.from_numpy(claimed).to(device)[None], claims.to(out.dtype), out)
+        out = scores.clone()
+        out[:, y0:y1, x0:x1] = _edit_box(scores[:, y0:y1, x0:x1], dist, positive)
+        return out
 
 
 @dataclass(frozen=True)

@@ -376,10 +376,10 @@ class VolumeInference:
         if out.shape != shape:
             raise ValueError(f"base labels {out.shape} do not match the scores' volume {shape}")
         for z in range(scores.shape[1]) if slices is None else slices:
-            full, labels = self.model.post_process(scores[:, z], padded_hw, image_hw)
+            full = self.model.upsample_scores(scores[:, z], padded_hw, image_hw)
             if edits is not None and edits.seeds:
-                labels = self.model.labels_from_scores(edits.apply(full, z))
-            out[z] = labels.cpu().numpy()
+                full = edits.apply(full, z)
+            out[z] = self.model.labels_from_scores(full).cpu().numpy()
         return out
 
     def state_labels(

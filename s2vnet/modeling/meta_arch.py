@@ -235,12 +235,18 @@ class S2VNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-resolution scores ``(K, h, w)`` -> full-resolution scores ``(K, H, W)`` and labels ``(H, W)``.
 
-        The one post-processing of every evaluation path (clip forward and whole-volume engine): upsample to the
-        padded input, crop the padding, then :meth:`labels_from_scores`.
+        The one post-processing of every evaluation path (clip forward and whole-volume engine):
+        :meth:`upsample_scores`, then :meth:`labels_from_scores`.
         """
-        full = F.interpolate(scores[None].float(), size=padded_hw, mode="bilinear", align_corners=False)[0]
-        full = full[:, : image_hw[0], : image_hw[1]]
+        full = self.upsample_scores(scores, padded_hw, image_hw)
         return full, self.labels_from_scores(full)
+
+    def upsample_scores(
+        self, scores: torch.Tensor, padded_hw: tuple[int, int], image_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """Mask-resolution scores ``(K, h, w)`` -> ``(K, H, W)``: bilinear to the padded input, padding cropped."""
+        full = F.interpolate(scores[None].float(), size=padded_hw, mode="bilinear", align_corners=False)[0]
+        return full[:, : image_hw[0], : image_hw[1]]
 
     def labels_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
         """``(K, H, W)`` scores -> ``(H, W)`` labels, 0 = background, c + 1 = class c."""

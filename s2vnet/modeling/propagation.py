@@ -110,8 +110,7 @@ def next_state(
     init = centroids
     history, history_valid = state.history, state.history_valid
     if aggregator is not None:
-        init = aggregator.read(centroids, state.history, state.history_valid)  # reads H_{t-1} (Eq. 11)
-        history = aggregator.write(state.history, state.history_valid, centroids)  # H_t (Eq. 10)
+        init, history = aggregate(aggregator, state, centroids, keep)
         history_valid = keep
     zeros = torch.zeros_like(init)
     order = state.click_order if state.click_order is not None else torch.full_like(click_class, -1)
@@ -124,3 +123,23 @@ def next_state(
         click_class=torch.where(keep, click_class, torch.full_like(click_class, -1)),
         click_order=torch.where(keep, order, torch.full_like(order, -1)),
     )
+
+
+def aggregate(
+    aggregator: RecurrentAggregator, state: PropagationState, centroids: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 11's next initialisation and Eq. 10's new history ``(N, D)`` each; only the rows in ``keep`` are used.
+
+    Both are per slot (a slot's read attends over all histories, its write sees only its own), so inference on
+    the CPU computes the kept rows alone and leaves the others zero; the rows' count costs no device sync there.
+    Training and other devices compute every row (no data-dependent shapes).
+    """
+    if aggregator.training or keep.device.type != "cpu":
+        read = aggregator.read(centroids, state.history, state.history_valid)  # reads H_{t-1} (Eq. 11)
+        return read, aggregator.write(state.history, state.history_valid, centroids)  # H_t (Eq. 10)
+    init, history = torch.zeros_like(centroids), torch.zeros_like(centroids)
+    rows = keep.nonzero()[:, 0]
+    if len(rows):
+        init[rows] = aggregator.read(centroids[rows], state.history, state.history_valid)
+        history[rows] = aggregator.write(state.history[rows], state.history_valid[rows], centroids[rows])
+    return init, history

@@ -13,6 +13,12 @@ class KMeansCrossAttention(nn.Module):
     ``logits = Q K^T`` (one row per centroid); every pixel is assigned to its arg-max centroid; each
     centroid moves by the mean value of its pixels. The logits are returned so they can be supervised as
     mask predictions (the assignment itself has no gradient, so Q and K learn through that supervision).
+
+    Training computes this as written (:meth:`reference`). Inference (eval mode) on a level with more pixels than
+    centroids computes the same quantities factored (:meth:`factored`): the key and value projections are linear,
+    so they move from the ``L`` pixels to the ``N`` centroids, and the assignment sums pixels per winner instead of
+    multiplying by a one-hot ``(N, L)`` matrix. Equal up to floating-point rounding; at 512 x 512 it removes most
+    of the finest level's arithmetic (with ``L <= N`` projecting the pixels is the cheaper side, so that stays).
     """
 
     def __init__(self, dim: int, dropout: float = 0.0) -> None:
@@ -35,14 +41,35 @@ class KMeansCrossAttention(nn.Module):
         Returns:
             updated centroids ``(B, N, D)`` and the clustering logits ``(B, N, L)`` (fp32).
         """
+        path = self.factored if not self.training and pixels.shape[1] > centroids.shape[1] else self.reference
         with torch.autocast(device_type=centroids.device.type, enabled=False):
-            q = self.q_proj((centroids + centroid_pos).float())
-            k = self.k_proj((pixels + pixel_pos).float())
-            v = self.v_proj(pixels.float())
-            logits = torch.einsum("bnd,bld->bnl", q, k)  # Q K^T: affinity of each pixel to each centroid
-            update = kmeans_update(logits, v)  # assignment (arg-max over centroids) + mean of assigned values
+            update, logits = path(centroids, centroid_pos, pixels, pixel_pos)
         out = centroids + self.dropout(self.out_proj(update.to(centroids.dtype)))  # update step: C <- C + A V
         return self.norm(out), logits
+
+    def reference(
+        self, centroids: torch.Tensor, centroid_pos: torch.Tensor, pixels: torch.Tensor, pixel_pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 2-3 as written: ``(A V / |A|) (B, N, D)`` and ``logits = Q K^T (B, N, L)``, fp32."""
+        q = self.q_proj((centroids + centroid_pos).float())
+        k = self.k_proj((pixels + pixel_pos).float())
+        v = self.v_proj(pixels.float())
+        logits = torch.einsum("bnd,bld->bnl", q, k)  # Q K^T: affinity of each pixel to each centroid
+        return kmeans_update(logits, v), logits  # assignment (arg-max over centroids) + mean of assigned values
+
+    def factored(
+        self, centroids: torch.Tensor, centroid_pos: torch.Tensor, pixels: torch.Tensor, pixel_pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same as :meth:`reference` with the projections on the centroid side (no gradient use intended).
+
+        ``q . (W_k x + b_k) = (q W_k) . x + q . b_k`` gives the logits without projecting the ``L`` keys, and the
+        mean of ``W_v x + b_v`` over a cluster is ``W_v`` (mean of x) ``+ b_v``, so only ``N`` means are projected.
+        """
+        q = self.q_proj((centroids + centroid_pos).float())
+        logits = torch.einsum("bnd,bld->bnl", q @ self.k_proj.weight, (pixels + pixel_pos).float())
+        logits = logits + (q @ self.k_proj.bias)[..., None]
+        means, filled = cluster_means(logits, pixels.float())
+        return torch.where(filled, self.v_proj(means), torch.zeros_like(means)), logits
 
 
 def kmeans_assignment(logits: torch.Tensor) -> torch.Tensor:
@@ -64,6 +91,23 @@ def kmeans_update(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     assign = kmeans_assignment(logits.detach())
     counts = assign.sum(dim=2, keepdim=True).clamp(min=1.0)
     return torch.bmm(assign, values) / counts
+
+
+def cluster_means(logits: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the values that pick each centroid as arg-max, by summing per winner (no one-hot matrix).
+
+    Args:
+        logits: ``(B, N, L)`` clustering logits; values: ``(B, L, D)``.
+
+    Returns:
+        ``means (B, N, D)`` (zero for a centroid no pixel picked) and ``filled (B, N, 1)`` bool, whether any did.
+    """
+    b, n, _ = logits.shape
+    winner = logits.argmax(dim=1) + n * torch.arange(b, device=logits.device)[:, None]  # (B, L) in [0, B*N)
+    flat = winner.flatten()
+    sums = values.new_zeros(b * n, values.shape[-1]).index_add_(0, flat, values.flatten(0, 1))
+    counts = values.new_zeros(b * n).index_add_(0, flat, values.new_ones(flat.shape)).view(b, n, 1)  # fixed shape
+    return sums.view(b, n, -1) / counts.clamp(min=1.0), counts > 0
 
 
 class SelfAttentionLayer(nn.Module):

@@ -62,6 +62,7 @@ class KMeansTransformerDecoder(nn.Module):
         )
         self.level_embed = nn.Embedding(NUM_LEVELS, hidden_dim)
         self.pos_enc = PositionEmbeddingSine(hidden_dim // 2)
+        self._pos_cache: dict[tuple, torch.Tensor] = {}  # see _level_pos
         self.layers = nn.ModuleList(
             KMeansDecoderLayer(hidden_dim, nheads, dim_feedforward, dropout) for _ in range(dec_layers)
         )
@@ -86,10 +87,26 @@ class KMeansTransformerDecoder(nn.Module):
     def _flatten_levels(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, tuple]]:
         levels = []
         for i, f in enumerate(features):
-            pos = self.pos_enc(f).flatten(2).transpose(1, 2)
             src = self.input_proj[i](f).flatten(2).transpose(1, 2) + self.level_embed.weight[i]
-            levels.append((src, pos.to(src.dtype), tuple(f.shape[-2:])))
+            levels.append((src, self._level_pos(f, src.dtype), tuple(f.shape[-2:])))
         return levels
+
+    def _level_pos(self, feature: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Flattened sine encoding ``(1, h*w, D)`` of a ``(B, C, h, w)`` map.
+
+        A fixed function of the map's size, so it is kept per (size, device, dtype): a volume's slices all share
+        their three sizes. Not kept for tensors that are not plain tensors (fake/meta tracing) or while compiling.
+        """
+        key = (tuple(feature.shape[-2:]), feature.device, dtype)
+        pos = self._pos_cache.get(key)
+        if pos is None:
+            pos = self.pos_enc(feature[:1]).flatten(2).transpose(1, 2).to(dtype)
+            plain = type(feature) is torch.Tensor and feature.device.type != "meta"
+            if plain and not torch.compiler.is_compiling():
+                if len(self._pos_cache) >= 8:
+                    self._pos_cache.clear()
+                self._pos_cache[key] = pos
+        return pos
 
     def predict(self, centroids: torch.Tensor, mask_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits ``(B, N, K+1)`` and mask logits ``(B, N, H/4, W/4)`` for centroids ``(B, N, D)``."""
