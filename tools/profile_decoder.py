@@ -2,8 +2,13 @@
 """Time one slice of the sequential k-means decoder, by module, on the inference path and the reference path.
 
     python tools/profile_decoder.py --config-file configs/btcv/s2vnet_swinb.yaml --size 192 512 --slices 4
+    python tools/profile_decoder.py --config-file configs/btcv/s2vnet_swinb.yaml \\
+        --input datasets/benchmark/lung1_image.nrrd --slices 8
+    python tools/profile_decoder.py --config-file configs/demo/s2vnet_r18_demo.yaml \\
+        --weights output/demo/model_final.pth --input datasets/s2vnet_demo/reference_files/example_ct_dicom
 
-Random weights (the speed does not depend on them). For each slice size, the volume's slices are encoded
+Random weights unless ``--weights`` (the speed does not depend on them); random noise at each ``--size``, or the
+``--input`` scan preprocessed as the predict CLI does (its first ``--slices``, 0: all). The volume's slices are encoded
 once, then the automatic sweep is run twice: with the decoder and the aggregation in eval mode (the inference
 path: the class and mask heads on the last layer only, the factored k-means cross-attention, aggregation of the
 kept slots only) and in training mode under ``no_grad`` (the reference path: the heads on every layer as deep
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from profile_encoder import load_volume  # tools/: the same --input handling
 
 from s2vnet.errors import cli_errors
 from s2vnet.evaluation.metrics import mean_label_dice
@@ -99,22 +105,26 @@ def sweep(engine, features, reference: bool) -> tuple[dict[str, float], float, n
     return totals, total, engine.labels(scores, features.image_hw, features.padded_hw)
 
 
-def profile(config: str, size: int, slices: int, overrides: list[str]) -> dict:
-    """One slice size: per-module ms per slice of both paths, and the fraction of voxels whose labels agree."""
+def profile(args, volume: np.ndarray) -> dict:
+    """One volume ``(Z, Y, X)`` uint8: per-module ms per slice of both paths, and how far their labels agree."""
     from detectron2.modeling import build_model
 
     from s2vnet.config import setup_cfg
     from s2vnet.inference import VolumeInference
+    from s2vnet.inference.checkpoint import load_weights
 
     torch.manual_seed(0)
-    cfg = setup_cfg(config, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + overrides)
-    engine = VolumeInference.from_cfg(build_model(cfg), cfg)
+    cfg = setup_cfg(args.config_file, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + args.opts)
+    model = build_model(cfg).eval()
+    if args.weights:
+        load_weights(model, args.weights)
+    engine = VolumeInference.from_cfg(model, cfg)
     _timed_aggregator(engine.model.aggregator)
-    volume = np.random.default_rng(0).integers(0, 255, (slices, size, size), dtype=np.uint8)
     features = engine.encode(volume)
     sweep(engine, features, reference=False)  # warm-up
     ref_modules, ref_total, ref_labels = sweep(engine, features, reference=True)
     fast_modules, fast_total, fast_labels = sweep(engine, features, reference=False)
+    slices, size = len(volume), features.image_hw[0]
     per_slice = 1000.0 / slices
     return {
         "size": size,
@@ -146,14 +156,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", default="configs/btcv/s2vnet_swinb.yaml")
     parser.add_argument("--size", type=int, nargs="+", default=[192, 512], help="in-plane slice sizes")
-    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--slices", type=int, default=4, help="slices (with --input: its first N, 0 = all)")
+    parser.add_argument("--weights", help="checkpoint (default: random weights)")
+    parser.add_argument("--input", help="a scan to decode (default: random noise at each --size)")
+    parser.add_argument("--modality", default="CT")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = [profile(args.config_file, s, args.slices, args.opts) for s in args.size]
+    if args.input:
+        results = [profile(args, load_volume(args))]
+    else:
+        rng = np.random.default_rng(0)
+        volumes = [rng.integers(0, 255, (args.slices, s, s), dtype=np.uint8) for s in args.size]
+        results = [profile(args, volume) for volume in volumes]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     for result in results:
         print(table(result) + "\n")

@@ -94,15 +94,16 @@ class KMeansTransformerDecoder(nn.Module):
     def _level_pos(self, feature: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Flattened sine encoding ``(1, h*w, D)`` of a ``(B, C, h, w)`` map.
 
-        A fixed function of the map's size, so it is kept per (size, device, dtype): a volume's slices all share
-        their three sizes. Not kept for tensors that are not plain tensors (fake/meta tracing) or while compiling.
+        A fixed function of the map's size, so inference (eval mode) keeps it per (size, device, dtype): a volume's
+        slices all share their three sizes. Training recomputes it, and nothing is kept for tensors that are not
+        plain tensors (fake/meta tracing) or while compiling.
         """
         key = (tuple(feature.shape[-2:]), feature.device, dtype)
-        pos = self._pos_cache.get(key)
+        pos = None if self.training else self._pos_cache.get(key)
         if pos is None:
             pos = self.pos_enc(feature[:1]).flatten(2).transpose(1, 2).to(dtype)
             plain = type(feature) is torch.Tensor and feature.device.type != "meta"
-            if plain and not torch.compiler.is_compiling():
+            if plain and not self.training and not torch.compiler.is_compiling():
                 if len(self._pos_cache) >= 8:
                     self._pos_cache.clear()
                 self._pos_cache[key] = pos
