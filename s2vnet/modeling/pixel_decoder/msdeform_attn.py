@@ -40,16 +40,17 @@ def ms_deform_attn_sample(
     _, lq, _, n_levels, n_points, _ = sampling_locations.shape
     per_level = value.split([int(h) * int(w) for h, w in spatial_shapes], dim=1)
     grids = 2.0 * sampling_locations - 1.0
-    samples: list[torch.Tensor] = []
+    weights = attention_weights.transpose(1, 2).reshape(b * n_heads, 1, lq, n_levels, n_points)
+    out = None
     for level, (h, w) in enumerate(spatial_shapes):
         # (B, HW, heads, d) -> (B * heads, d, H, W)
         v = per_level[level].permute(0, 2, 3, 1).reshape(b * n_heads, head_dim, int(h), int(w))
         # (B, Lq, heads, P, 2) -> (B * heads, Lq, P, 2)
         g = grids[:, :, :, level].transpose(1, 2).reshape(b * n_heads, lq, n_points, 2)
-        samples.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    stacked = torch.stack(samples, dim=-2)  # (B * heads, d, Lq, L, P)
-    weights = attention_weights.transpose(1, 2).reshape(b * n_heads, 1, lq, n_levels, n_points)
-    out = (stacked * weights).sum(dim=(-2, -1))  # (B * heads, d, Lq)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*h, d, Lq, P)
+        # weighted sum over the points, accumulated level by level (no (B*h, d, Lq, L, P) stack)
+        part = (sampled * weights[..., level, :]).sum(dim=-1)
+        out = part if out is None else out + part
     return out.view(b, n_heads * head_dim, lq).transpose(1, 2).contiguous()
 
 
