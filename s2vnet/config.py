@@ -208,6 +208,10 @@ def _add_test(test: CN) -> None:
     # AVX-512 BF16 / AMX, and GPUs) or "float16" (GPUs). The cached features, k-means and the sequential state stay
     # in FEATURE dtype (float32 on the CPU). tools/profile_encoder.py measures speed and agreement.
     test.ENCODE_DTYPE = "float32"
+    # Autocast dtype of the sequential decoder step at inference: "float32" (none), "bfloat16" or "float16" (GPUs).
+    # Its linear layers (self-attention, FFN, heads, aggregation) run in it; the k-means assignment and update
+    # (Eq. 2-3), the class/mask scores and the propagated state stay float32. tools/profile_decoder.py measures it.
+    test.DECODE_DTYPE = "float32"
     # dtype of the per-volume feature cache: "auto" (float16 on a GPU, float32 on the CPU), "float32", "float16" or
     # "bfloat16" (half the memory; each slice is cast back to the decoder's dtype when it is decoded).
     test.FEATURE_DTYPE = "auto"

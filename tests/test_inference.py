@@ -375,7 +375,30 @@ def test_encoder_fast_paths_keep_the_features_close_to_float32(overrides, dtype,
         assert ((a.float() - b).norm() / b.norm()).item() < tolerance
 
 
-@pytest.mark.parametrize("key", ["ENCODE_DTYPE", "FEATURE_DTYPE"])
+def test_a_bfloat16_decoder_step_keeps_the_state_float32_and_the_scores_close(monkeypatch):
+    image, _ = organ_phantom((4, 64, 64))
+    volume = np.clip(image + 100, 0, 255).astype(np.uint8)
+    reference = VolumeInference.from_cfg(tiny_model(), tiny_cfg())
+    fast = VolumeInference.from_cfg(tiny_model(), tiny_cfg("TEST.S2VNET.DECODE_DTYPE", "bfloat16"))
+    assert fast.decode_dtype == torch.bfloat16 and reference.decode_dtype is None
+    features = reference.encode(volume)
+    expected = reference.automatic(features)
+    scores = fast.automatic(features)
+    assert scores.dtype == torch.float32 and not torch.equal(scores, expected)  # the autocast did run
+    assert ((scores - expected).norm() / expected.norm()).item() < 5e-2
+    states, step = [], fast.model.step
+
+    def recording_step(*args):
+        outputs, state = step(*args)
+        states.append(state)
+        return outputs, state
+
+    monkeypatch.setattr(fast.model, "step", recording_step)
+    fast.automatic(features)
+    assert states and all(s.centroids.dtype == s.history.dtype == torch.float32 for s in states)
+
+
+@pytest.mark.parametrize("key", ["ENCODE_DTYPE", "DECODE_DTYPE", "FEATURE_DTYPE"])
 def test_an_unknown_encoder_dtype_is_refused(key):
     with pytest.raises(ValueError, match="unknown"):
         VolumeInference.from_cfg(tiny_model(), tiny_cfg(f"TEST.S2VNET.{key}", "float8"))

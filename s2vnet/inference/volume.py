@@ -18,9 +18,9 @@ H', W' the slice size padded to a multiple of 32, per slice::
     cache  = MASK_DIM * (H'/4 * W'/4) + CONVS_DIM * (H'/8 * W'/8 + H'/16 * W'/16 + H'/32 * W'/32)  values
     scores = K * (H'/4 * W'/4) float32 values (times two during an interactive round)
 
-at 2 bytes per value on GPU (float16) and 4 on the CPU. Swin-B configs (256, 256) at 512 x 512: 5.57 M
-values = 11.1 MB per slice in float16, 2.2 GB for 200 slices; the demo config (64, 64): 1.39 M values =
-5.6 MB per slice in float32.
+at 2 bytes per value on GPU (float16) and 4 on the CPU, unless TEST.S2VNET.FEATURE_DTYPE says otherwise (the Swin-B
+configs cache float16 on the CPU too). Swin-B configs (256, 256) at 512 x 512: 5.57 M values = 11.1 MB per slice in
+float16, 2.2 GB for 200 slices; the demo config (64, 64): 1.39 M values = 5.6 MB per slice in float32.
 """
 
 from __future__ import annotations
@@ -89,12 +89,13 @@ ROUND_FUSIONS: dict[str, Callable] = {"max": _fuse_max, "latest": _fuse_latest}
 # TEST.S2VNET.ROUND_SCORES: what a refinement round predicts for a clicked class (see VolumeInference.sweep).
 ROUND_SCORES = ("click", "all")
 
-# TEST.S2VNET.ENCODE_DTYPE -> autocast dtype of the encoder (None: no autocast, plain float32).
-ENCODE_DTYPES: dict[str, torch.dtype | None] = {
+# TEST.S2VNET.ENCODE_DTYPE / DECODE_DTYPE -> autocast dtype of the encoder / the decoder step (None: no autocast).
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "float32": None,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
+ENCODE_DTYPES = AUTOCAST_DTYPES  # the earlier name
 
 # TEST.S2VNET.FEATURE_DTYPE -> dtype of the feature cache (None: float16 on a GPU, float32 on the CPU).
 FEATURE_DTYPES: dict[str, torch.dtype | None] = {
@@ -136,6 +137,7 @@ class VolumeInference:
         encode_dtype: str = "float32",
         channels_last: bool = False,
         compile_encoder: bool = False,
+        decode_dtype: str = "float32",
     ) -> None:
         """
         Args:
@@ -155,6 +157,8 @@ class VolumeInference:
                 ``feature_dtype`` whatever it is).
             channels_last: run the encoder on channels-last tensors (the model's weights are converted here).
             compile_encoder: wrap the encoder in ``torch.compile``.
+            decode_dtype: key of :data:`AUTOCAST_DTYPES`, the autocast dtype of the sequential decoder step (the
+                k-means assignment and update, the scores and the propagated state stay float32).
         """
         if round_fusion not in ROUND_FUSIONS:
             raise ValueError(f"unknown round fusion '{round_fusion}'; known: {', '.join(ROUND_FUSIONS)}")
@@ -172,9 +176,8 @@ class VolumeInference:
         self.feature_dtype = feature_dtype or (torch.float16 if on_gpu else torch.float32)
         self.progress = progress
         self.budget_mb = float(budget_mb)
-        if encode_dtype not in ENCODE_DTYPES:
-            raise ValueError(f"unknown encode dtype '{encode_dtype}'; known: {', '.join(ENCODE_DTYPES)}")
-        self.encode_dtype = ENCODE_DTYPES[encode_dtype]
+        self.encode_dtype = _autocast_dtype("encode", encode_dtype)
+        self.decode_dtype = _autocast_dtype("decode", decode_dtype)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             model.backbone.to(memory_format=torch.channels_last)
@@ -184,7 +187,7 @@ class VolumeInference:
     @classmethod
     def from_cfg(cls, model: S2VNet, cfg, progress: bool = False) -> VolumeInference:
         """Engine from TEST.S2VNET (SLICE_BATCH_SIZE, ROUND_FUSION, ENCODE_BUDGET_MB, ROUND_SCORES, CLICK_PRIOR*,
-        NEGATIVE_ROUNDS, ENCODE_DTYPE, CHANNELS_LAST, COMPILE, FEATURE_DTYPE)."""
+        NEGATIVE_ROUNDS, ENCODE_DTYPE, DECODE_DTYPE, CHANNELS_LAST, COMPILE, FEATURE_DTYPE)."""
         test = cfg.TEST.S2VNET
         return cls(
             model,
@@ -199,6 +202,7 @@ class VolumeInference:
             channels_last=test.CHANNELS_LAST,
             compile_encoder=test.COMPILE,
             feature_dtype=_feature_dtype(test.FEATURE_DTYPE),
+            decode_dtype=test.DECODE_DTYPE,
         )
 
     def batch_size(self, slice_hw: tuple[int, int]) -> int:
@@ -232,10 +236,7 @@ class VolumeInference:
         images = self.model.preprocess(chunk)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        autocast = (  # float32: no context of its own, so a caller's autocast still applies
-            torch.autocast(self.model.device.type, dtype=self.encode_dtype) if self.encode_dtype else nullcontext()
-        )
-        with autocast:
+        with _autocast(self.model.device.type, self.encode_dtype):
             mask_features, multi_scale = (self._compiled or self.model.encode)(images)
         return mask_features.contiguous(), [f.contiguous() for f in multi_scale]
 
@@ -280,7 +281,9 @@ class VolumeInference:
         last_click = clicked[-1] if clicked else -1
         stop_early = click_only and device.type == "cpu"
         for i, z in enumerate(_steps(order, desc, "slice", self.progress, report)):
-            outputs, state = self.model.step(features.slice(z, dtype), state, (clicks or {}).get(z), features.padded_hw)
+            with _autocast(device.type, self.decode_dtype):
+                here = (clicks or {}).get(z)
+                outputs, state = self.model.step(features.slice(z, dtype), state, here, features.padded_hw)
             if click_only:
                 scores[:, z], reached[:, z] = self.model.click_scores(outputs)
                 if stop_early and i >= last_click and not bool((state.click_class >= 0).any()):
@@ -427,6 +430,18 @@ class VolumeInference:
         if edits is not None and edits.seeds:
             full = torch.stack([edits.apply(full[:, z], z) for z in range(full.shape[1])], dim=1)
         return full.cpu().numpy()
+
+
+def _autocast_dtype(what: str, name: str) -> torch.dtype | None:
+    """TEST.S2VNET.ENCODE_DTYPE / DECODE_DTYPE -> its autocast dtype, or a ValueError naming the known ones."""
+    if name not in AUTOCAST_DTYPES:
+        raise ValueError(f"unknown {what} dtype '{name}'; known: {', '.join(AUTOCAST_DTYPES)}")
+    return AUTOCAST_DTYPES[name]
+
+
+def _autocast(device_type: str, dtype: torch.dtype | None):
+    """An autocast context for ``dtype``; for None (float32) no context of its own, so a caller's autocast applies."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _feature_dtype(name: str) -> torch.dtype | None:

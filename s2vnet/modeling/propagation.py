@@ -134,12 +134,13 @@ def aggregate(
     the CPU computes the kept rows alone and leaves the others zero; the rows' count costs no device sync there.
     Training and other devices compute every row (no data-dependent shapes).
     """
+    dtype = centroids.dtype  # the state keeps it under an autocast too
     if aggregator.training or keep.device.type != "cpu":
         read = aggregator.read(centroids, state.history, state.history_valid)  # reads H_{t-1} (Eq. 11)
-        return read, aggregator.write(state.history, state.history_valid, centroids)  # H_t (Eq. 10)
+        return read.to(dtype), aggregator.write(state.history, state.history_valid, centroids).to(dtype)  # H_t
     init, history = torch.zeros_like(centroids), torch.zeros_like(centroids)
     rows = keep.nonzero()[:, 0]
     if len(rows):
-        init[rows] = aggregator.read(centroids[rows], state.history, state.history_valid)
-        history[rows] = aggregator.write(state.history[rows], state.history_valid[rows], centroids[rows])
+        init[rows] = aggregator.read(centroids[rows], state.history, state.history_valid).to(dtype)
+        history[rows] = aggregator.write(state.history[rows], state.history_valid[rows], centroids[rows]).to(dtype)
     return init, history
