@@ -12,10 +12,11 @@ Random weights unless ``--weights`` (the speed does not depend on them); random 
 once, then the automatic sweep is run twice: with the decoder and the aggregation in eval mode (the inference
 path: the class and mask heads on the last layer only, the factored k-means cross-attention, aggregation of the
 kept slots only) and in training mode under ``no_grad`` (the reference path: the heads on every layer as deep
-supervision needs, Eq. 2-3 as written, every slot aggregated). Prints a Markdown table of milliseconds per slice
-per module group (summed over the decoder's layers; "rest of the step" is the step's time outside them: the mask
-product, the class scores, the state update) and the agreement of the two paths' labels (voxels and mean Dice),
-and writes it as JSON with ``--output``.
+supervision needs, Eq. 2-3 as written, every slot aggregated, float32 whatever ``TEST.S2VNET.DECODE_DTYPE`` says).
+Prints a Markdown table of milliseconds per slice per module group (summed over the decoder's layers; "rest of the
+step" is the step's time outside them: the mask product, the class scores, the state update) and the agreement of
+the two paths' labels (voxels and mean Dice), and writes it as JSON with ``--output``. Add
+``TEST.S2VNET.DECODE_DTYPE bfloat16`` to time the inference path under that autocast against the float32 reference.
 """
 
 from __future__ import annotations
@@ -52,8 +53,15 @@ def module_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
     return groups
 
 
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done (a sync per call on a GPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 @contextmanager
-def group_timer(groups: dict[str, list[torch.nn.Module]]):
+def group_timer(groups: dict[str, list[torch.nn.Module]], device: torch.device):
     """Accumulate wall time per group of modules, in seconds (the groups must not nest)."""
     totals: dict[str, float] = defaultdict(float)
     starts: dict[int, float] = {}
@@ -61,12 +69,10 @@ def group_timer(groups: dict[str, list[torch.nn.Module]]):
     for name, modules in groups.items():
         for module in modules:
             key = id(module)
-            handles.append(
-                module.register_forward_pre_hook(lambda *_, k=key: starts.__setitem__(k, time.perf_counter()))
-            )
+            handles.append(module.register_forward_pre_hook(lambda *_, k=key: starts.__setitem__(k, clock(device))))
             handles.append(
                 module.register_forward_hook(
-                    lambda *_, n=name, k=key: totals.__setitem__(n, totals[n] + time.perf_counter() - starts[k])
+                    lambda *_, n=name, k=key: totals.__setitem__(n, totals[n] + clock(device) - starts[k])
                 )
             )
     try:
@@ -88,18 +94,20 @@ def _timed_aggregator(aggregator: torch.nn.Module | None):
 
 
 def sweep(engine, features, reference: bool) -> tuple[dict[str, float], float, np.ndarray]:
-    """Automatic sweep on the reference path (decoder and aggregation in training mode under ``no_grad``) or the
-    inference path (eval mode): (seconds per module group, total seconds, labels)."""
-    model = engine.model
+    """Automatic sweep on the reference path (decoder and aggregation in training mode under ``no_grad``, float32)
+    or the inference path (eval mode, TEST.S2VNET.DECODE_DTYPE): (seconds per module group, total seconds, labels)."""
+    model, decode_dtype = engine.model, engine.decode_dtype
     parts = [model.decoder] + ([model.aggregator] if model.aggregator is not None else [])
     for part in parts:
         part.train(reference)
-    with torch.no_grad(), group_timer(module_groups(model)) as totals:
-        t0 = time.perf_counter()
+    engine.decode_dtype = None if reference else decode_dtype  # the reference path is float32
+    with torch.no_grad(), group_timer(module_groups(model), model.device) as totals:
+        t0 = clock(model.device)
         scores = engine.automatic(features)
-        total = time.perf_counter() - t0
+        total = clock(model.device) - t0
     for part in parts:
         part.eval()
+    engine.decode_dtype = decode_dtype
     totals = dict(totals)
     totals["rest of the step (mask product, scores, state)"] = total - sum(totals.values())
     return totals, total, engine.labels(scores, features.image_hw, features.padded_hw)
@@ -114,7 +122,8 @@ def profile(args, volume: np.ndarray) -> dict:
     from s2vnet.inference.checkpoint import load_weights
 
     torch.manual_seed(0)
-    cfg = setup_cfg(args.config_file, ["MODEL.DEVICE", "cpu", "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + args.opts)
+    opts = ["MODEL.DEVICE", args.device, "MODEL.SWIN_TIMM.PRETRAINED", "scratch"] + args.opts
+    cfg = setup_cfg(args.config_file, opts)
     model = build_model(cfg).eval()
     if args.weights:
         load_weights(model, args.weights)
@@ -161,6 +170,7 @@ def main() -> int:
     parser.add_argument("--input", help="a scan to decode (default: random noise at each --size)")
     parser.add_argument("--modality", default="CT")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (module times then include a sync each)")
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
@@ -172,7 +182,9 @@ def main() -> int:
         rng = np.random.default_rng(0)
         volumes = [rng.integers(0, 255, (args.slices, s, s), dtype=np.uint8) for s in args.size]
         results = [profile(args, volume) for volume in volumes]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    gpu = args.device.startswith("cuda")
+    where = torch.cuda.get_device_name() if gpu else f"{torch.get_num_threads()} threads, CPU"
+    print(f"torch {torch.__version__}, {where}")
     for result in results:
         print(table(result) + "\n")
     if args.output:

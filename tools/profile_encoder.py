@@ -9,8 +9,9 @@ Each variant is a set of ``TEST.S2VNET`` overrides (``ENCODE_DTYPE``, ``CHANNELS
 ``SLICE_BATCH_SIZE``) on top of the config; ``float16`` is for GPUs (``--device cuda``). For each, the same volume
 is encoded once untimed (warm-up, and ``torch.compile``'s compilation, reported apart) and then ``--repeats`` times
 timed; the automatic sweep then labels the volume. Reported per variant: seconds per slice (best of the repeats),
-speed-up over the first variant, the relative L2 error of the cached mask features against it, and the mean Dice of
-the labels against its labels (over classes present in either). Without ``--weights`` the model has random weights
+speed-up over the first variant, the relative L2 error of the cached mask features and of the automatic sweep's
+class scores against it, and the mean Dice of the labels against its labels (over classes present in either).
+``--batch-sizes`` adds ``--batch-base`` at those batch sizes. Without ``--weights`` the model has random weights
 (speed does not depend on them) and the volume is random noise at ``--size``; with ``--input`` it is that scan,
 preprocessed as the predict CLI does.
 """
@@ -71,12 +72,14 @@ def run_variant(args, overrides: list[str], volume: np.ndarray) -> dict:
         features = engine.encode(volume)
         _sync(args.device)
         times.append(time.perf_counter() - t0)
-    labels = engine.labels(engine.automatic(features), features.image_hw, features.padded_hw)
+    scores = engine.automatic(features)
+    labels = engine.labels(scores, features.image_hw, features.padded_hw)
     return {
         "batch": engine.batch_size(tuple(volume.shape[1:])),
         "first_s": first,
         "s_per_slice": min(times) / len(volume),
         "mask_features": features.mask_features.float().cpu(),
+        "scores": scores.float().cpu(),
         "labels": labels,
     }
 
@@ -96,13 +99,14 @@ def load_volume(args) -> np.ndarray:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| variant | batch | s/slice | speed-up | first call s | feature rel. error | labels mean DSC |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | batch | s/slice | speed-up | first call s | feature rel. error | score rel. error "
+        "| labels mean DSC |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['variant']} | {r['batch']} | {r['s_per_slice']:.4f} | {r['speedup']:.2f}x | {r['first_s']:.1f} | "
-            f"{r['feature_error']:.2e} | {r['dice']:.4f} |"
+            f"{r['feature_error']:.2e} | {r['score_error']:.2e} | {r['dice']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -121,7 +125,8 @@ def main() -> int:
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=[v for v in VARIANTS if v != "float16"]
     )
-    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="also float32 at these batch sizes")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="also --batch-base at these sizes")
+    parser.add_argument("--batch-base", choices=list(VARIANTS), default="float32", help="what --batch-sizes vary")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", help="write the table's rows as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
@@ -130,12 +135,15 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     volume = load_volume(args)
     variants = {name: VARIANTS[name] for name in args.variants}
-    variants |= {f"float32, batch {b}": ["TEST.S2VNET.SLICE_BATCH_SIZE", str(b)] for b in args.batch_sizes}
+    base = args.batch_base
+    batch_key = "TEST.S2VNET.SLICE_BATCH_SIZE"
+    variants |= {f"{base}, batch {b}": VARIANTS[base] + [batch_key, str(b)] for b in args.batch_sizes}
     rows, reference = [], None
     for name, overrides in variants.items():
         result = run_variant(args, overrides, volume)
         reference = reference or result
         error = (result["mask_features"] - reference["mask_features"]).norm() / reference["mask_features"].norm()
+        score_error = (result["scores"] - reference["scores"]).norm() / reference["scores"].norm()
         rows.append(
             {
                 "variant": name,
@@ -144,6 +152,7 @@ def main() -> int:
                 "speedup": reference["s_per_slice"] / result["s_per_slice"],
                 "first_s": result["first_s"],
                 "feature_error": float(error),
+                "score_error": float(score_error),
                 "dice": mean_label_dice(result["labels"], reference["labels"]),
             }
         )
