@@ -36,7 +36,14 @@ REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = "pyradiomics_bhklab-3.1.4.tar.gz"
 ARCHIVE_SHA256 = "a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5ffb"
 CONFIGS = {"demo": "configs/demo/s2vnet_r18_demo.yaml", "swinb": "configs/btcv/s2vnet_swinb.yaml"}
-METHODS = [f"{m}:{c}" for m in ("s2vnet", "naive") for c in CONFIGS] + ["swinunetr", "unetr", "unet3d"]
+# The encoder fast path of CPUs with AVX-512 BF16 (and GPUs): bfloat16 autocast + channels-last, nothing else changed.
+FAST_PATH = ["TEST.S2VNET.ENCODE_DTYPE", "bfloat16", "TEST.S2VNET.CHANNELS_LAST", "True"]
+VARIANTS = {"swinb-bf16": ("swinb", FAST_PATH)}  # name -> (config, TEST overrides)
+METHODS = (
+    [f"{m}:{c}" for m in ("s2vnet", "naive") for c in CONFIGS]
+    + [f"s2vnet:{v}" for v in VARIANTS]
+    + ["swinunetr", "unetr", "unet3d"]
+)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -98,7 +105,8 @@ def _s2vnet_model(config: str, device: str):
     from s2vnet.config import setup_cfg
 
     torch.manual_seed(0)
-    cfg = setup_cfg(str(REPO / CONFIGS[config]), ["MODEL.DEVICE", device])
+    config, overrides = VARIANTS.get(config, (config, []))
+    cfg = setup_cfg(str(REPO / CONFIGS[config]), ["MODEL.DEVICE", device] + overrides)
     return build_model(cfg).eval(), cfg
 
 
@@ -236,11 +244,13 @@ def plan(args) -> list[dict]:
             {"method": "naive:demo", "volume": vol},
             {"method": "s2vnet:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
             {"method": "naive:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
+            {"method": "s2vnet:swinb-bf16", "volume": vol, "depth": None if gpu else args.swinb_slices},
         ]
     peer_crop = None if args.full_3d else args.peer_crop
     first = args.volumes[0]
     same = "same crop as 3D peers"
-    jobs += [{"method": f"s2vnet:{c}", "volume": first, "crop": peer_crop, "tag": same} for c in ("swinb", "demo")]
+    crop_configs = ("swinb", "swinb-bf16", "demo")
+    jobs += [{"method": f"s2vnet:{c}", "volume": first, "crop": peer_crop, "tag": same} for c in crop_configs]
     jobs += [{"method": m, "volume": first, "crop": peer_crop} for m in ("swinunetr", "unetr", "unet3d")]
     return [j for j in jobs if not args.methods or j["method"] in args.methods]
 
@@ -400,7 +410,7 @@ def ratios(rows: list[dict]) -> dict:
 
     out = {}
     swin = find("swinunetr")
-    for config in ("swinb", "demo"):  # the paper's model first: the headline
+    for config in ("swinb", "swinb-bf16", "demo"):  # the paper's model first: the headline
         crop_s2v = find(f"s2vnet:{config}", "same crop as 3D peers")
         if crop_s2v and swin:
             out[f"s2vnet_{config}_vs_swinunetr_volumes_per_min"] = swin["automatic"] / crop_s2v["automatic"]
