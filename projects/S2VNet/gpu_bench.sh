@@ -9,7 +9,9 @@
 #   3. --eval-only on btcv_val with the config's click protocols;
 #   4. the encoder's fast paths (TEST.S2VNET.ENCODE_DTYPE float16 / bfloat16, CHANNELS_LAST, COMPILE, batch sizes) on
 #      32 slices of 512 x 512, timed and compared with float32 (tools/profile_encoder.py);
-#   5. the speed benchmark (projects/S2VNet/benchmark.py) on a real 512 x 512 CT and a 512 x 512 x 200 volume.
+#   5. the decoder step per slice, float32 and TEST.S2VNET.DECODE_DTYPE float16 / bfloat16 against the reference
+#      path (tools/profile_decoder.py, 192 and 512, 8 slices);
+#   6. the speed benchmark (projects/S2VNet/benchmark.py) on a real 512 x 512 CT and a 512 x 512 x 200 volume.
 #
 # The GPU machine reaches no package registry, so what its PyTorch image lacks travels as wheels:
 #   here, once:   make gpu-wheels           # cp312 wheels + the benchmark CTs
@@ -58,7 +60,11 @@ cp "$WORK/btcv/log.txt" "$OUT/train_log.txt" 2>/dev/null
 step encoder 60 "$PY" tools/profile_encoder.py --device cuda --config-file configs/btcv/s2vnet_swinb.yaml \
   --size 512 --slices 32 --variants float32 float16 bfloat16 channels-last "bfloat16 + channels-last" compile \
   --batch-sizes 8 32 --output "$OUT/encoder_gpu.json"
-step benchmark 170 "$PY" projects/S2VNet/benchmark.py --device cuda --volumes lung1 --synthetic-depth 200 \
+for dtype in float32 float16 bfloat16; do
+  step "decoder_$dtype" 20 "$PY" tools/profile_decoder.py --device cuda --config-file configs/btcv/s2vnet_swinb.yaml \
+    --size 192 512 --slices 8 --output "$OUT/decoder_gpu_$dtype.json" TEST.S2VNET.DECODE_DTYPE "$dtype"
+done
+step benchmark 110 "$PY" projects/S2VNet/benchmark.py --device cuda --volumes lung1 --synthetic-depth 200 \
   --full-3d --repeats 2 --data-dir datasets/benchmark --output "$OUT/benchmark_gpu.json"
 rm -rf "$WORK"
 cat "$OUT/summary.txt"
