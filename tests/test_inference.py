@@ -16,6 +16,7 @@ from s2vnet.evaluation.metrics import per_class_metrics
 from s2vnet.inference import Click, VolumeInference
 
 SHAPE = (6, 48, 40)
+VISIBLE = ("MODEL.S2VNET.FOREGROUND_THRESHOLD", "0.0", "MODEL.S2VNET.SEMANTIC_INFERENCE", "max")  # clicks show
 ROTATED = (0, 1, 0, -1, 0, 0, 0, 0, 1)  # a 90-degree in-plane rotation: exercises reorientation
 
 
@@ -402,3 +403,61 @@ def test_a_bfloat16_decoder_step_keeps_the_state_float32_and_the_scores_close(mo
 def test_an_unknown_encoder_dtype_is_refused(key):
     with pytest.raises(ValueError, match="unknown"):
         VolumeInference.from_cfg(tiny_model(), tiny_cfg(f"TEST.S2VNET.{key}", "float8"))
+
+
+ACCEPT = ("TEST.S2VNET.CLICK_PRIOR_AGREEMENT", "0.0")  # every round's decoding is taken (its scores show)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),  # the default click-region check: this round's decoding of the tiny model is rejected
+        ACCEPT,
+        (*ACCEPT, "TEST.S2VNET.CLICK_PRIOR", "feature"),
+        (*ACCEPT, "TEST.S2VNET.ROUND_FUSION", "latest", "TEST.S2VNET.ROUND_SCORES", "all"),
+    ],
+)
+def test_a_one_slice_round_previews_that_slice_exactly_as_the_round_ends(overrides):
+    engine = predictor(*VISIBLE, *overrides).engine
+    image, label = organ_phantom((6, 48, 40))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    state = engine.start(features)
+    z, y, x = (int(v) for v in np.argwhere(label == 1)[0])
+    clicks = [Click(1, (z, float(y), float(x)), "working"), Click(0, (z, 30.0, 28.0), "working", positive=False)]
+    shown = []
+    after = engine.interactive_round(features, state, clicks, preview=lambda s, labels: shown.append((s, labels)))
+    assert [s for s, _ in shown] == [z]  # once, for the clicked slice
+    np.testing.assert_array_equal(shown[0][1], engine.state_labels(after, features)[z])
+    hw = (features.image_hw, features.padded_hw)
+    scores_changed = (engine.labels(after.fused, *hw)[z] != engine.labels(state.fused, *hw)[z]).any()
+    assert scores_changed == (overrides != ())  # the preview covers the fused scores, not only the click edits
+    untouched = engine.interactive_round(features, state, clicks)  # the preview changes nothing in the round
+    torch.testing.assert_close(untouched.fused, after.fused, rtol=0, atol=0)
+
+
+def test_a_round_over_several_slices_has_no_preview():
+    engine = predictor().engine
+    image, _ = organ_phantom((6, 48, 40))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    clicks = [Click(0, (2, 18.0, 14.0), "working"), Click(1, (4, 30.0, 28.0), "working")]
+    shown = []
+    engine.interactive_round(features, engine.start(features), clicks, preview=lambda *a: shown.append(a))
+    assert shown == []
+
+
+def test_a_session_preview_is_the_previous_labels_with_the_clicked_slice_final(scan):
+    path, _, label = scan
+    session = InteractiveSession(predictor(*VISIBLE), path)
+    before = session.labels
+    z, y, x = (int(v) for v in np.argwhere(label == 1)[0])
+    click = {"class": "b", "voxel": [x, y, z]}
+    (working,) = session.predictor.working_clicks(session.prepared, [click])
+    shown = []
+    final = session.add_clicks([click], preview=shown.append)
+    assert len(shown) == 1 and shown[0].shape == final.shape == SHAPE
+    mask = np.zeros_like(session._working[0])
+    mask[working.slice_index] = 1
+    on_slice = session.prepared.to_input_grid(mask).astype(bool)  # the clicked working slice, on the input grid
+    np.testing.assert_array_equal(shown[0][on_slice], final[on_slice])
+    np.testing.assert_array_equal(shown[0][~on_slice], before[~on_slice])
+    assert (final[on_slice] != before[on_slice]).any()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 
 import numpy as np
@@ -96,7 +97,7 @@ def test_auto_clicks_undo_reset(api):
         assert auto["volumes_ml"][name] == pytest.approx((auto_labels == k).sum() * voxel_ml, abs=1e-3)
     click = {"class": "b", "positive": True, "display": [2, 30, 12]}
     after = api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [click]}).json()
-    assert after["rounds"] == 1 and after["version"] == 2
+    assert after["rounds"] == 1 and after["version"] == 3  # the clicked slice's preview was version 2
     assert after["clicks"] == [[{"class": 2, "positive": True, "display": [2, 30, 12]}]]
     clicked = _labels(api, sid, shape)
     assert (clicked != auto_labels).any() and after["volumes_ml"]["b"] > auto["volumes_ml"]["b"]
@@ -109,6 +110,51 @@ def test_auto_clicks_undo_reset(api):
     )
     assert api.post(f"/api/sessions/{sid}/reset", json={}).json()["rounds"] == 0
     np.testing.assert_array_equal(_labels(api, sid, shape), auto_labels)
+
+
+def test_a_click_round_serves_its_clicked_slice_first_and_long_polls_see_it(api, monkeypatch):
+    info = _open(api)
+    sid, shape = info["id"], info["shape"]
+    api.post(f"/api/sessions/{sid}/auto", json={})
+    auto_labels = _labels(api, sid, shape)
+    session = api.app.state.ctx.store.get(sid)
+    published, publish = [], session._publish
+    monkeypatch.setattr(session, "_publish", lambda stored: publish(stored) or published.append(session.labels.copy()))
+    waited = []
+    poll = threading.Thread(target=lambda: waited.append(session.wait_version(1, 30.0)))
+    poll.start()  # a viewer waiting for anything newer than the automatic labels
+    click = {"class": "b", "positive": True, "display": [2, 30, 12]}
+    after = api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [click]}).json()
+    poll.join()
+    assert waited[0] >= 2 and after["version"] == 3 and len(published) == 2  # preview, then the round
+    preview, final = published
+    np.testing.assert_array_equal(final, _labels(api, sid, shape))
+    np.testing.assert_array_equal(preview[2], final[2])  # the clicked slice is final in the preview
+    others = [z for z in range(shape[0]) if z != 2]
+    np.testing.assert_array_equal(preview[others], auto_labels[others])  # the rest still shows the last round
+    assert (final[2] != auto_labels[2]).any()
+    version = f"/api/sessions/{sid}/labels/version"
+    assert api.get(version, params={"after": 1}).json() == {"version": 3}  # already newer: answers at once
+    assert api.get(version, params={"after": 3, "timeout": 0}).json() == {"version": 3}  # nothing newer yet
+
+
+def test_a_failed_round_withdraws_its_preview(api, monkeypatch):
+    info = _open(api)
+    sid, shape = info["id"], info["shape"]
+    api.post(f"/api/sessions/{sid}/auto", json={})
+    auto_labels = _labels(api, sid, shape)
+    session = api.app.state.ctx.store.get(sid)
+
+    def fail(clicks, source, report, preview):
+        preview(np.zeros_like(session.stored_labels))  # shown, and then the round fails
+        raise RuntimeError("round failed")
+
+    monkeypatch.setattr(session.interactive, "add_clicks", fail)
+    click = {"class": "b", "positive": True, "display": [2, 30, 12]}
+    assert api.post(f"/api/sessions/{sid}/clicks", json={"clicks": [click]}).status_code == 500
+    np.testing.assert_array_equal(_labels(api, sid, shape), auto_labels)
+    state = api.get(f"/api/sessions/{sid}").json()
+    assert state["rounds"] == 0 and state["version"] == 3  # a newer version: viewers redraw the withdrawn slice
 
 
 def test_voxel_clicks_equal_display_clicks(predictor, root):

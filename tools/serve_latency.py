@@ -8,7 +8,9 @@
 Starts the server in-process (uvicorn on a free loopback port), drives Debian's Chromium headless with
 Playwright: opens the scan, runs the automatic segmentation, then makes ``--clicks`` positive clicks for
 ``--class`` on successive slices at ``--at ROW COL`` (display pixels). For each click it reports the page's
-latency (mouse event -> new overlay drawn, ``window.s2v.lastLatencyMs``) and the server's time for the round.
+latency (mouse event -> the clicked slice's new overlay drawn, ``window.s2v.lastLatencyMs``: the round's early
+preview of that slice, or its result when there is none), the time until the whole round's result is drawn
+(``window.s2v.lastRoundMs``) and the server's time for the round.
 Writes ``--json`` (default ``output/serve_latency.json``) and the screenshot after the first click.
 """
 
@@ -60,6 +62,7 @@ def _click(page, session: dict, z: int, row: int, col: int, button: str = "left"
     return {
         "slice": z,
         "latency_ms": page.evaluate("window.s2v.lastLatencyMs"),
+        "round_ms": page.evaluate("window.s2v.lastRoundMs"),
         "server_s": page.evaluate("window.s2v.session.seconds"),
     }
 
@@ -103,6 +106,7 @@ def measure(url: str, args) -> dict:
                 page.screenshot(path=args.screenshot)
         browser.close()
     latencies = [c["latency_ms"] for c in clicks]
+    rounds = [c["round_ms"] for c in clicks]
     return {
         "scan": args.scan,
         "shape": session["shape"],
@@ -110,6 +114,8 @@ def measure(url: str, args) -> dict:
         "clicks": clicks,
         "latency_ms_median": statistics.median(latencies),
         "latency_ms_max": max(latencies),
+        "round_ms_median": statistics.median(rounds),
+        "round_ms_max": max(rounds),
     }
 
 
@@ -142,9 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     for c in result["clicks"]:
-        print(f"slice {c['slice']:3d}: click -> overlay {c['latency_ms']:7.0f} ms (server round {c['server_s']:.3f} s)")
+        print(
+            f"slice {c['slice']:3d}: click -> overlay {c['latency_ms']:7.0f} ms, -> whole round drawn "
+            f"{c['round_ms']:7.0f} ms (server round {c['server_s']:.3f} s)"
+        )
     print(
-        f"median {result['latency_ms_median']:.0f} ms, max {result['latency_ms_max']:.0f} ms "
+        f"click -> overlay: median {result['latency_ms_median']:.0f} ms, max {result['latency_ms_max']:.0f} ms; "
+        f"whole round: median {result['round_ms_median']:.0f} ms, max {result['round_ms_max']:.0f} ms "
         f"over {len(result['clicks'])} clicks; automatic segmentation {result['auto_s_in_browser']:.2f} s; "
         f"wrote {args.json}"
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,19 +192,33 @@ class InteractiveSession:
         return SegmentationResult(self.labels, self.prepared.geometry, self.predictor.class_names)
 
     def add_clicks(
-        self, clicks: Sequence[Click | dict], source: str = "clicks", report: ProgressFn | None = None
+        self,
+        clicks: Sequence[Click | dict],
+        source: str = "clicks",
+        report: ProgressFn | None = None,
+        preview: Callable[[np.ndarray], None] | None = None,
     ) -> np.ndarray:
         """One refinement round with any number of clicks on any classes; returns the new labels (input grid).
 
         Args:
             clicks: :class:`~s2vnet.data.clicks.Click` objects in any frame, or clicks-JSON objects.
             source: names the clicks in error messages (e.g. the JSON file).
+            report: optional ``report(stage, done, total)`` progress callback (the two decoder sweeps).
+            preview: optional; when every click lies on one slice, called once, early in the round, with labels
+                ``(z, y, x)`` on the input grid in which that slice already has its final result and every other
+                slice still has the previous round's (for a viewer that redraws the clicked slice at once).
         """
         working = self.predictor.working_clicks(self.prepared, clicks, source)
         if working:
             engine = self.predictor.engine
             before = self._history[-1]
-            state = engine.interactive_round(self.features, before, working, report)
+
+            def show(z: int, slice_labels: np.ndarray) -> None:
+                labels = self._working[-1].copy()
+                labels[z] = slice_labels
+                preview(self.prepared.to_input_grid(labels))
+
+            state = engine.interactive_round(self.features, before, working, report, show if preview else None)
             # only the slices the round changed are relabelled (VolumeInference.changed_slices)
             self._working.append(engine.state_labels(state, self.features, since=(before, self._working[-1])))
             self._history.append(state)

@@ -253,6 +253,7 @@ class VolumeInference:
         desc: str = "decode",
         report: ProgressFn | None = None,
         click_only: bool = False,
+        on_first: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     ) -> tuple[torch.Tensor, ClickMemory, torch.Tensor]:
         """Decode slices in ``order`` carrying the state.
 
@@ -263,6 +264,8 @@ class VolumeInference:
                 On the CPU the sweep then stops once it has passed its last clicked slice and no click slot is
                 alive (a slot the propagation dropped never comes back, so every later slice would score 0 and be
                 unreached); on a GPU that test would be a host-device sync per slice, so the sweep runs to the end.
+            on_first: called as ``on_first(scores, reached)`` once the first slice of ``order`` is decoded (the
+                tensors returned at the end, filled on that slice only so far).
 
         Returns:
             ``(scores (K, Z, h, w), click memory, reached (K, Z) bool)``; ``reached`` says where a class has a
@@ -290,6 +293,8 @@ class VolumeInference:
                     break  # no click slot left to follow
             else:
                 scores[:, z], reached[:, z] = self.model.class_scores(outputs), True
+            if i == 0 and on_first is not None:
+                on_first(scores, reached)
         return scores, state.clicks, reached
 
     def automatic(self, features: VolumeFeatures, report: ProgressFn | None = None) -> torch.Tensor:
@@ -306,6 +311,7 @@ class VolumeInference:
         state: InteractionState,
         clicks: Sequence[Click],
         report: ProgressFn | None = None,
+        preview: Callable[[int, np.ndarray], None] | None = None,
     ) -> InteractionState:
         """One refinement round with ``clicks`` (``working`` frame) on any classes, fused into ``state``.
 
@@ -315,34 +321,62 @@ class VolumeInference:
         in between the larger of the two. Classes without a click this round keep their scores, and so do classes
         with only negative clicks when ``negative_rounds`` is "skip" (under max fusion such a round could only add
         the class the user has just rejected).
+
+        Args:
+            preview: when every click of the round lies on one slice z, called as ``preview(z, labels (Y, X))``
+                with that slice's final labels (click edits included) as soon as its first decoder step is done,
+                before the sweeps go on over the rest of the volume. Both sweeps start on z from the same state
+                and clicks, so that one step gives z's round result exactly. Not called for other rounds.
         """
         if not clicks:
             return state
         by_slice = group_clicks(clicks, features.mask_features.device)
         lo_all, hi_all = min(c.slice_index for c in clicks), max(c.slice_index for c in clicks)
         only = self.round_scores == "click"
+        clicked = sorted({c.class_index for c in clicks if c.positive or self.negative_rounds == "fuse"})
+        edits = self.click_prior.update(state.edits, features, clicks, self.model.mask_stride)
+
+        def show_first(scores: torch.Tensor, reached: torch.Tensor) -> None:
+            fused = self._fuse_round(features, state, clicks, clicked, edits, (scores, reached), (scores, reached))
+            preview(lo_all, self.slice_labels(fused, lo_all, features.image_hw, features.padded_hw, edits))
+
+        on_first = show_first if preview is not None and lo_all == hi_all else None
         forward, memory, reach_f = self.sweep(
-            features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report, only
+            features, range(lo_all, len(features)), by_slice, state.memory, "clicks forward", report, only, on_first
         )
         backward, _, reach_b = self.sweep(
             features, range(hi_all, -1, -1), by_slice, state.memory, "clicks backward", report, only
         )
-        clicked = sorted({c.class_index for c in clicks if c.positive or self.negative_rounds == "fuse"})
+        fused = self._fuse_round(features, state, clicks, clicked, edits, (forward, reach_f), (backward, reach_b))
+        return InteractionState(fused, memory, state.rounds + 1, edits)
+
+    def _fuse_round(
+        self,
+        features: VolumeFeatures,
+        state: InteractionState,
+        clicks: Sequence[Click],
+        clicked: Sequence[int],
+        edits: ClickEdits | None,
+        forward: tuple[torch.Tensor, torch.Tensor],
+        backward: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """The round's sweeps ``(scores (K, Z, h, w), reached (K, Z))`` combined per clicked class (see
+        :meth:`interactive_round`), checked against the click regions and fused into ``state.fused``."""
+        (scores_f, reach_f), (scores_b, reach_b) = forward, backward
+        clicked = list(clicked)
         round_scores = state.fused.clone()
         reached = torch.zeros_like(reach_f)
         for k in clicked:
             zs = [c.slice_index for c in clicks if c.class_index == k]
             lo, hi = min(zs), max(zs)
-            round_scores[k, :lo], reached[k, :lo] = backward[k, :lo], reach_b[k, :lo]
-            round_scores[k, hi + 1 :], reached[k, hi + 1 :] = forward[k, hi + 1 :], reach_f[k, hi + 1 :]
-            round_scores[k, lo : hi + 1] = torch.maximum(forward[k, lo : hi + 1], backward[k, lo : hi + 1])
+            round_scores[k, :lo], reached[k, :lo] = scores_b[k, :lo], reach_b[k, :lo]
+            round_scores[k, hi + 1 :], reached[k, hi + 1 :] = scores_f[k, hi + 1 :], reach_f[k, hi + 1 :]
+            round_scores[k, lo : hi + 1] = torch.maximum(scores_f[k, lo : hi + 1], scores_b[k, lo : hi + 1])
             reached[k, lo : hi + 1] = reach_f[k, lo : hi + 1] | reach_b[k, lo : hi + 1]
-        edits = self.click_prior.update(state.edits, features, clicks, self.model.mask_stride)
         for k in self._disagreeing(features, round_scores, state.edits, edits):
             round_scores[k], reached[k] = state.fused[k], False
             clicked.remove(k)
-        fused = self.fuse(state.fused, round_scores, clicked, reached)
-        return InteractionState(fused, memory, state.rounds + 1, edits)
+        return self.fuse(state.fused, round_scores, clicked, reached)
 
     def _disagreeing(
         self, features: VolumeFeatures, round_scores: torch.Tensor, before: ClickEdits | None, edits: ClickEdits | None
@@ -379,11 +413,22 @@ class VolumeInference:
         if out.shape != shape:
             raise ValueError(f"base labels {out.shape} do not match the scores' volume {shape}")
         for z in range(scores.shape[1]) if slices is None else slices:
-            full = self.model.upsample_scores(scores[:, z], padded_hw, image_hw)
-            if edits is not None and edits.seeds:
-                full = edits.apply(full, z)
-            out[z] = self.model.labels_from_scores(full).cpu().numpy()
+            out[z] = self.slice_labels(scores, z, image_hw, padded_hw, edits)
         return out
+
+    def slice_labels(
+        self,
+        scores: torch.Tensor,
+        z: int,
+        image_hw: tuple[int, int],
+        padded_hw: tuple[int, int],
+        edits: ClickEdits | None = None,
+    ) -> np.ndarray:
+        """Slice ``z`` of fused scores ``(K, Z, h, w)`` (with click edits) -> uint8 labels ``(Y, X)``."""
+        full = self.model.upsample_scores(scores[:, z], padded_hw, image_hw)
+        if edits is not None and edits.seeds:
+            full = edits.apply(full, z)
+        return self.model.labels_from_scores(full).cpu().numpy()
 
     def state_labels(
         self,

@@ -13,6 +13,8 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx, or a 500 witho
     GET    /api/sessions/{id}/slices/{z}.png     greyscale slice, ?window=&level=
     GET    /api/sessions/{id}/labels/{z}.png     class ids as 8-bit PNG (.raw: the bytes, rows x cols)
     GET    /api/sessions/{id}/overlay/{z}.png    coloured overlay, ?window=&level=&alpha=&hide=1,3
+    GET    /api/sessions/{id}/labels/version     ?after=N: waits (at most ?timeout=, 10 s) for labels newer than
+                                                 version N; a click round serves its clicked slice early this way
     POST   /api/sessions/{id}/auto               automatic segmentation of every class
     POST   /api/sessions/{id}/clicks             {"clicks": [{"class", "positive",
                                                           "display": [s, r, c] | "voxel": [i, j, k]}]}
@@ -288,6 +290,16 @@ def progress(request: Request) -> JSONResponse:
     return JSONResponse(ctx(request).store.get(request.path_params["sid"]).progress)
 
 
+async def labels_version(request: Request) -> JSONResponse:
+    """``?after=N``: answers once the labels' version exceeds N (a click round's preview of the clicked slice, or
+    any step's result), or after ``timeout`` seconds (at most 10) with the version as it is."""
+    session = ctx(request).store.get(request.path_params["sid"])
+    after = int(_number(request, "after", -1))
+    timeout_s = min(max(_number(request, "timeout", 5.0), 0.0), 10.0)
+    version = await run_in_threadpool(session.wait_version, after, timeout_s)
+    return JSONResponse({"version": version})
+
+
 def _png(data: bytes) -> Response:
     return Response(data, media_type="image/png")
 
@@ -426,6 +438,7 @@ def _routes() -> list:
         Route(sid + "/slices/{z:int}.png", slice_png),
         Route(sid + "/labels/{z:int}.png", labels_png),
         Route(sid + "/labels/{z:int}.raw", labels_raw),
+        Route(sid + "/labels/version", labels_version),
         Route(sid + "/overlay/{z:int}.png", overlay_png),
         Route(sid + "/auto", auto, methods=["POST"]),
         Route(sid + "/clicks", clicks, methods=["POST"]),

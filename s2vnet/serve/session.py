@@ -89,6 +89,7 @@ class ViewerSession:
         self.seconds = 0.0
         self.progress = dict(IDLE_PROGRESS)
         self.lock = threading.Lock()
+        self.updated = threading.Condition()  # notified whenever ``version`` moves (a preview or a step's result)
         self.last_used = time.monotonic()
 
     # ------------------------------------------------------------------ work (caller holds self.lock)
@@ -96,11 +97,17 @@ class ViewerSession:
     def _report(self, stage: str, done: int, total: int) -> None:
         self.progress = {"busy": True, "stage": stage, "done": done, "total": total}
 
+    def _publish(self, stored_labels: np.ndarray) -> None:
+        """Serve new labels (scan grid, as the interactive session returned them) and their display copy."""
+        labels = np.ascontiguousarray(self.display.apply(stored_labels))
+        with self.updated:
+            self.stored_labels, self.labels = stored_labels, labels
+            self.version += 1
+            self.updated.notify_all()
+
     def _refresh(self, started: float, stored_labels: np.ndarray) -> None:
-        """Take the new labels (scan grid, as the interactive session returned them) and their display copy."""
-        self.stored_labels = stored_labels
-        self.labels = np.ascontiguousarray(self.display.apply(self.stored_labels))
-        self.version += 1
+        """Take a step's final labels and its time."""
+        self._publish(stored_labels)
         self.seconds = time.perf_counter() - started
 
     def run_auto(self, predictor: Predictor) -> None:
@@ -122,7 +129,14 @@ class ViewerSession:
         self.run_auto(predictor)
         started = time.perf_counter()
         stored = [self.frames.convert(c, "ijk") for c in parsed]  # the session knows no display frame
-        labels = self.interactive.add_clicks(stored, source="clicks", report=self._report)
+        # the clicked slice is served as soon as it is final (a preview version), the rest when the round ends
+        shown = self.version
+        try:
+            labels = self.interactive.add_clicks(stored, source="clicks", report=self._report, preview=self._publish)
+        except BaseException:
+            if self.version != shown:
+                self._publish(self.interactive.labels)  # withdraw the preview: the round did not happen
+            raise
         self.round_clicks.append([self.frames.convert(c, "display").to_json() for c in parsed])
         self._refresh(started, labels)
 
@@ -154,6 +168,12 @@ class ViewerSession:
         if labels is None:
             raise NotSegmented(f"session {self.name}: run the automatic segmentation first")
         return labels[self.checked_slice(z)]
+
+    def wait_version(self, after: int, timeout_s: float) -> int:
+        """Block until the labels' version exceeds ``after`` (or ``timeout_s`` passes); the version then."""
+        with self.updated:
+            self.updated.wait_for(lambda: self.version > after, timeout=timeout_s)
+            return self.version
 
     def checked_slice(self, z: int) -> int:
         if not 0 <= z < self.image.shape[0]:

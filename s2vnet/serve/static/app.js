@@ -16,7 +16,7 @@
     stage: { text: "", value: 0, max: 0 },
     renderToken: 0, cache: new Map(), pending: null, wheelAcc: 0, overlay: null,
   };
-  window.s2v = { session: null, lastLatencyMs: null, overlayVersion: null };
+  window.s2v = { session: null, lastLatencyMs: null, lastRoundMs: null, overlayVersion: null };
 
   const $ = (id) => document.getElementById(id);
   const element = (tag, props = {}) => Object.assign(document.createElement(tag), props);
@@ -340,6 +340,18 @@
     if (info) setStatus(doneText(info), "ok");
   }
 
+  // While a click round runs, the server serves the clicked slice's final labels early (a newer labels version);
+  // draw them at once. The round's own answer replaces them (and every other slice) when it ends.
+  async function showPreview(version, round, shown) {
+    try {
+      const p = await getJson(sessionUrl(`/labels/version?after=${version}&timeout=10`));
+      if (round.done || p.version <= version) return;
+      state.session = window.s2v.session = { ...state.session, version: p.version };
+      await render();
+      if (!round.done) shown();
+    } catch { /* the preview is best effort: the round's answer follows */ }
+  }
+
   // Mouse position -> image pixel (row, col) from the canvas's pixel vs CSS size; null outside.
   function pixelAt(e) {
     const canvas = $("view"), rect = canvas.getBoundingClientRect();
@@ -361,9 +373,19 @@
     state.pending = click;  // drawn at once as a marker while the server works
     runBusy(`${positive ? "Adding" : "Removing"} ${name} (round ${state.session.rounds + 1})`, async () => {
       render();
-      const s = await postJson(sessionUrl("/clicks"), { clicks: [click] }).finally(() => { state.pending = null; });
+      const round = { done: false, drawn: false };
+      const shown = () => {  // the first overlay this click changed: the preview, or the round's result
+        if (!round.drawn) window.s2v.lastLatencyMs = Math.round(performance.now() - t0);
+        round.drawn = true;
+      };
+      showPreview(state.session.version, round, shown);
+      const s = await postJson(sessionUrl("/clicks"), { clicks: [click] }).finally(() => {
+        state.pending = null;
+        round.done = true;
+      });
       await applySession(s);
-      window.s2v.lastLatencyMs = Math.round(performance.now() - t0);
+      shown();
+      window.s2v.lastRoundMs = Math.round(performance.now() - t0);
       return s;
     }).then((s) => {
       if (s) setStatus(`round ${s.rounds} done in ${elapsed()} s`, "ok");
