@@ -200,12 +200,19 @@ def run_cases(
             try:
                 _segment_and_write(predictor, job, case, future.result())
                 outcomes.append(CaseOutcome(case.name, "written", seconds=time.perf_counter() - started, rank=rank))
-                tqdm.write(f"[rank {rank}] wrote {case.name} ({time.perf_counter() - started:.1f} s)")
+                _say(f"[rank {rank}] wrote {case.name} ({time.perf_counter() - started:.1f} s)", sys.stdout)
             except Exception as err:  # one case's failure never ends the run  # noqa: BLE001
                 outcomes.append(CaseOutcome(case.name, "failed", _reason(case, err), rank=rank))
-                tqdm.write(f"[rank {rank}] failed {case.name}: {outcomes[-1].reason}", file=sys.stderr)
+                _say(f"[rank {rank}] failed {case.name}: {outcomes[-1].reason}", sys.stderr)
             bar.update(1)
     return outcomes
+
+
+def _say(line: str, stream) -> None:
+    """One whole line past the progress bars, flushed at once: ranks sharing a pipe or log file then never split
+    each other's lines (a block-buffered stream would flush mid-line)."""
+    tqdm.write(line, file=stream)
+    stream.flush()
 
 
 # ---------------------------------------------------------------------------------------------- all processes
