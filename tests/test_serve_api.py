@@ -50,6 +50,14 @@ def _labels(api, sid: str, shape) -> np.ndarray:
     return np.stack(slices)
 
 
+def _segmented(api) -> tuple[str, list[int], np.ndarray, object]:
+    """Open the scan and segment it: ``(session id, display shape, automatic labels, server-side session)``."""
+    info = _open(api)
+    sid, shape = info["id"], info["shape"]
+    assert api.post(f"/api/sessions/{sid}/auto", json={}).status_code == 200
+    return sid, shape, _labels(api, sid, shape), api.app.state.ctx.store.get(sid)
+
+
 def test_info_lists_classes_colours_and_presets(api):
     info = api.get("/api/info").json()
     assert [c["name"] for c in info["classes"]] == ["a", "b"] and info["classes"][1]["id"] == 2
@@ -113,11 +121,7 @@ def test_auto_clicks_undo_reset(api):
 
 
 def test_a_click_round_serves_its_clicked_slice_first_and_long_polls_see_it(api, monkeypatch):
-    info = _open(api)
-    sid, shape = info["id"], info["shape"]
-    api.post(f"/api/sessions/{sid}/auto", json={})
-    auto_labels = _labels(api, sid, shape)
-    session = api.app.state.ctx.store.get(sid)
+    sid, shape, auto_labels, session = _segmented(api)
     published, publish = [], session._publish
     monkeypatch.setattr(session, "_publish", lambda stored: publish(stored) or published.append(session.labels.copy()))
     waited = []
@@ -139,11 +143,7 @@ def test_a_click_round_serves_its_clicked_slice_first_and_long_polls_see_it(api,
 
 
 def test_a_failed_round_withdraws_its_preview(api, monkeypatch):
-    info = _open(api)
-    sid, shape = info["id"], info["shape"]
-    api.post(f"/api/sessions/{sid}/auto", json={})
-    auto_labels = _labels(api, sid, shape)
-    session = api.app.state.ctx.store.get(sid)
+    sid, shape, auto_labels, session = _segmented(api)
 
     def fail(clicks, source, report, preview):
         preview(np.zeros_like(session.stored_labels))  # shown, and then the round fails
