@@ -66,10 +66,13 @@ class KMeansCrossAttention(nn.Module):
         mean of ``W_v x + b_v`` over a cluster is ``W_v`` (mean of x) ``+ b_v``, so only ``N`` means are projected.
         """
         q = self.q_proj((centroids + centroid_pos).float())
-        logits = torch.einsum("bnd,bld->bnl", q @ self.k_proj.weight, (pixels + pixel_pos).float())
-        logits = logits + (q @ self.k_proj.bias)[..., None]
-        means, filled = cluster_means(logits, pixels.float())
-        return torch.where(filled, self.v_proj(means), torch.zeros_like(means)), logits
+        # Pixel-major (B, L, N): the GEMM and the arg-max over centroids both run along contiguous memory (an
+        # arg-max over the strided N axis of (B, N, L) costs more than the GEMM at 512 x 512).
+        by_pixel = torch.baddbmm(
+            (q @ self.k_proj.bias)[:, None], (pixels + pixel_pos).float(), (q @ self.k_proj.weight).mT
+        )
+        means, filled = cluster_means(by_pixel.mT, pixels.float(), winner=by_pixel.argmax(dim=2))
+        return torch.where(filled, self.v_proj(means), torch.zeros_like(means)), by_pixel.mT
 
 
 def kmeans_assignment(logits: torch.Tensor) -> torch.Tensor:
@@ -93,18 +96,21 @@ def kmeans_update(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.bmm(assign, values) / counts
 
 
-def cluster_means(logits: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cluster_means(
+    logits: torch.Tensor, values: torch.Tensor, winner: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the values that pick each centroid as arg-max, by summing per winner (no one-hot matrix).
 
     Args:
         logits: ``(B, N, L)`` clustering logits; values: ``(B, L, D)``.
+        winner: ``(B, L)`` ``logits.argmax(dim=1)`` if the caller already has it.
 
     Returns:
         ``means (B, N, D)`` (zero for a centroid no pixel picked) and ``filled (B, N, 1)`` bool, whether any did.
     """
     b, n, _ = logits.shape
-    winner = logits.argmax(dim=1) + n * torch.arange(b, device=logits.device)[:, None]  # (B, L) in [0, B*N)
-    flat = winner.flatten()
+    winner = logits.argmax(dim=1) if winner is None else winner
+    flat = (winner + n * torch.arange(b, device=logits.device)[:, None]).flatten()  # (B * L) in [0, B*N)
     sums = values.new_zeros(b * n, values.shape[-1]).index_add_(0, flat, values.flatten(0, 1))
     counts = values.new_zeros(b * n).index_add_(0, flat, values.new_ones(flat.shape)).view(b, n, 1)  # fixed shape
     return sums.view(b, n, -1) / counts.clamp(min=1.0), counts > 0

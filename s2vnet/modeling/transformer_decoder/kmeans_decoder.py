@@ -136,7 +136,7 @@ class KMeansTransformerDecoder(nn.Module):
                 {
                     "pred_logits": pred_logits,
                     "pred_masks": pred_masks,
-                    "kmeans_logits": logits.view(logits.shape[0], logits.shape[1], h, w),
+                    "kmeans_logits": logits.reshape(logits.shape[0], logits.shape[1], h, w),
                 }
             )
         return {**outputs[-1], "aux_outputs": outputs[:-1], "centroids": x}
