@@ -399,6 +399,28 @@ def test_a_bfloat16_decoder_step_keeps_the_state_float32_and_the_scores_close(mo
     assert states and all(s.centroids.dtype == s.history.dtype == torch.float32 for s in states)
 
 
+def test_a_bfloat16_sweep_steps_under_the_autocast_and_scores_in_float32(monkeypatch):
+    image, _ = organ_phantom((3, 64, 64))
+    engine = VolumeInference.from_cfg(tiny_model(), tiny_cfg("TEST.S2VNET.DECODE_DTYPE", "bfloat16"))
+    features = engine.encode(np.clip(image + 100, 0, 255).astype(np.uint8))
+    seen: list[tuple[str, bool]] = []
+    step, class_scores = engine.model.step, engine.model.class_scores
+
+    def recording_step(*args):
+        seen.append(("step", torch.is_autocast_enabled("cpu")))
+        return step(*args)
+
+    def recording_scores(*args):
+        seen.append(("scores", torch.is_autocast_enabled("cpu")))
+        return class_scores(*args)
+
+    monkeypatch.setattr(engine.model, "step", recording_step)
+    monkeypatch.setattr(engine.model, "class_scores", recording_scores)
+    scores = engine.automatic(features)
+    assert seen == [("step", True), ("scores", False)] * 3 and scores.dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")
+
+
 @pytest.mark.parametrize("key", ["ENCODE_DTYPE", "DECODE_DTYPE", "FEATURE_DTYPE"])
 def test_an_unknown_encoder_dtype_is_refused(key):
     with pytest.raises(ValueError, match="unknown"):

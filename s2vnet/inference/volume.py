@@ -283,18 +283,20 @@ class VolumeInference:
         clicked = [i for i, z in enumerate(order) if z in (clicks or {})]
         last_click = clicked[-1] if clicked else -1
         stop_early = click_only and device.type == "cpu"
-        for i, z in enumerate(_steps(order, desc, "slice", self.progress, report)):
-            with _autocast(device.type, self.decode_dtype):
+        # One autocast context for the whole sweep: its cache casts each weight to DECODE_DTYPE once, not per slice.
+        with _autocast(device.type, self.decode_dtype):
+            for i, z in enumerate(_steps(order, desc, "slice", self.progress, report)):
                 here = (clicks or {}).get(z)
                 outputs, state = self.model.step(features.slice(z, dtype), state, here, features.padded_hw)
-            if click_only:
-                scores[:, z], reached[:, z] = self.model.click_scores(outputs)
-                if stop_early and i >= last_click and not bool((state.click_class >= 0).any()):
-                    break  # no click slot left to follow
-            else:
-                scores[:, z], reached[:, z] = self.model.class_scores(outputs), True
-            if i == 0 and on_first is not None:
-                on_first(scores, reached)
+                with _autocast_off(device.type, self.decode_dtype):  # scores (and on_first) in float32
+                    if click_only:
+                        scores[:, z], reached[:, z] = self.model.click_scores(outputs)
+                        if stop_early and i >= last_click and not bool((state.click_class >= 0).any()):
+                            break  # no click slot left to follow
+                    else:
+                        scores[:, z], reached[:, z] = self.model.class_scores(outputs), True
+                    if i == 0 and on_first is not None:
+                        on_first(scores, reached)
         return scores, state.clicks, reached
 
     def automatic(self, features: VolumeFeatures, report: ProgressFn | None = None) -> torch.Tensor:
@@ -487,6 +489,11 @@ def _autocast_dtype(what: str, name: str) -> torch.dtype | None:
 def _autocast(device_type: str, dtype: torch.dtype | None):
     """An autocast context for ``dtype``; for None (float32) no context of its own, so a caller's autocast applies."""
     return torch.autocast(device_type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _autocast_off(device_type: str, dtype: torch.dtype | None):
+    """Inside an :func:`_autocast` for ``dtype``: a context that runs in float32 again (nothing for None)."""
+    return torch.autocast(device_type, enabled=False) if dtype is not None else nullcontext()
 
 
 def _feature_dtype(name: str) -> torch.dtype | None:
