@@ -210,10 +210,12 @@ def test_benchmark_ratios_compare_like_with_like():
         {"method": "naive:demo", "tag": "", "volume": "lung1", "automatic_and_round": 6.0},
         {"method": "s2vnet:demo", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 0.5},
         {"method": "s2vnet:swinb", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 4.0},
+        {"method": "s2vnet:swinb-bf16-compile", "tag": "same crop as 3D peers", "volume": "lung1", "automatic": 2.0},
         {"method": "swinunetr", "tag": "", "volume": "lung1", "automatic": 10.0},
     ]
     assert bench.ratios(rows) == {
         "s2vnet_swinb_vs_swinunetr_volumes_per_min": 2.5,
+        "s2vnet_swinb-bf16-compile_vs_swinunetr_volumes_per_min": 5.0,
         "s2vnet_demo_vs_swinunetr_volumes_per_min": 20.0,
         "batched_vs_naive_demo": 2.0,
         "click_cached_vs_recompute_demo": 4.0,

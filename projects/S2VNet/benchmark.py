@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of S2VNet against a naive S2VNet and 3D peers, on one machine and the same volumes.
 
-    python projects/S2VNet/benchmark.py                        # CPU, about 10-15 minutes on 2 cores
+    python projects/S2VNet/benchmark.py     # CPU, about 25 minutes on 2 cores (8 of them compiling, the first time)
     python projects/S2VNet/benchmark.py --device cuda --synthetic-depth 200 --full-3d
 
 Volumes: the real 512 x 512 CT scans in the pyradiomics-bhklab 3.1.4 source archive (``data/lung1_image.nrrd``,
@@ -13,7 +13,9 @@ initialised: this measures speed, not accuracy.
 Methods: ``s2vnet`` (features batched once per volume, automatic sweep, then one interactive round that
 re-runs only the decoder), ``naive`` (the same model one slice at a time, features recomputed for every
 round), ``swinunetr`` / ``unetr`` (MONAI, 96^3 sliding windows, overlap 0.5) and ``unet3d`` (MONAI DynUNet in
-nnU-Net's default 3D shape, 96^3 windows), for the demo (ResNet-18) and Swin-B configs. On the CPU the 3D
+nnU-Net's default 3D shape, 96^3 windows), for the demo (ResNet-18) and Swin-B configs, and Swin-B with the CPU
+encoder fast paths (``s2vnet:swinb-bf16``: bfloat16 autocast + channels-last; ``s2vnet:swinb-bf16-compile``: the
+same with ``torch.compile``, whose first call per slice shape is timed apart as "first call"). On the CPU the 3D
 peers and Swin-B run on a smaller crop / fewer slices so the whole run fits ~15 minutes; the output says so,
 and every ratio compares methods on the same crop.
 """
@@ -38,7 +40,9 @@ ARCHIVE_SHA256 = "a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5f
 CONFIGS = {"demo": "configs/demo/s2vnet_r18_demo.yaml", "swinb": "configs/btcv/s2vnet_swinb.yaml"}
 # The encoder fast path of CPUs with AVX-512 BF16 (and GPUs): bfloat16 autocast + channels-last, nothing else changed.
 FAST_PATH = ["TEST.S2VNET.ENCODE_DTYPE", "bfloat16", "TEST.S2VNET.CHANNELS_LAST", "True"]
-VARIANTS = {"swinb-bf16": ("swinb", FAST_PATH)}  # name -> (config, TEST overrides)
+# ... and with torch.compile of the encoder (its first call per slice shape compiles: timed apart, as "first call").
+COMPILED = FAST_PATH + ["TEST.S2VNET.COMPILE", "True"]
+VARIANTS = {"swinb-bf16": ("swinb", FAST_PATH), "swinb-bf16-compile": ("swinb", COMPILED)}  # name -> (config, TEST)
 METHODS = (
     [f"{m}:{c}" for m in ("s2vnet", "naive") for c in CONFIGS]
     + [f"s2vnet:{v}" for v in VARIANTS]
@@ -126,7 +130,13 @@ def run_s2vnet(volume: np.ndarray, config: str, device: str, repeats: int) -> di
     model, cfg = _s2vnet_model(config, device)
     engine = VolumeInference.from_cfg(model, cfg)
     timings = {"encode": [], "automatic": [], "click_cached": [], "click_recompute": []}
+    first = {}
     with torch.inference_mode():
+        if cfg.TEST.S2VNET.COMPILE:  # compilation is a one-time cost per shape (and cached on disk): time it apart
+            t0 = time.perf_counter()
+            engine.encode(volume)
+            _sync(device)
+            first["first_call"] = time.perf_counter() - t0
         for _ in range(repeats):
             t0 = time.perf_counter()
             features = engine.encode(volume)
@@ -142,7 +152,7 @@ def run_s2vnet(volume: np.ndarray, config: str, device: str, repeats: int) -> di
             timings["automatic"].append(t2 - t0)
             timings["click_cached"].append(t3 - t2)
             timings["click_recompute"].append((t1 - t0) + (t2 - t1) + (t3 - t2))  # encode + auto + round, from scratch
-    return {k: float(np.median(v)) for k, v in timings.items()}
+    return {k: float(np.median(v)) for k, v in timings.items()} | first
 
 
 def run_naive(volume: np.ndarray, config: str, device: str, repeats: int) -> dict:
@@ -245,11 +255,12 @@ def plan(args) -> list[dict]:
             {"method": "s2vnet:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
             {"method": "naive:swinb", "volume": vol, "depth": None if gpu else args.swinb_slices},
             {"method": "s2vnet:swinb-bf16", "volume": vol, "depth": None if gpu else args.swinb_slices},
+            {"method": "s2vnet:swinb-bf16-compile", "volume": vol, "depth": None if gpu else args.swinb_slices},
         ]
     peer_crop = None if args.full_3d else args.peer_crop
     first = args.volumes[0]
     same = "same crop as 3D peers"
-    crop_configs = ("swinb", "swinb-bf16", "demo")
+    crop_configs = ("swinb", "swinb-bf16", "swinb-bf16-compile", "demo")
     jobs += [{"method": f"s2vnet:{c}", "volume": first, "crop": peer_crop, "tag": same} for c in crop_configs]
     jobs += [{"method": m, "volume": first, "crop": peer_crop} for m in ("swinunetr", "unetr", "unet3d")]
     return [j for j in jobs if not args.methods or j["method"] in args.methods]
@@ -334,8 +345,8 @@ def summarize(rows: list[dict], args) -> dict:
     """Table and ratios; volumes/min and s/slice come from each row's own shape."""
     lines = [
         "| method | volume | shape (z, y, x) | s / volume | volumes / min | s / slice | peak MB "
-        "| click cached (s) | click recompute (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| click cached (s) | click recompute (s) | first call (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         seconds = r.get("automatic", r.get("automatic_and_round"))
@@ -346,9 +357,10 @@ def summarize(rows: list[dict], args) -> dict:
         )
         cached = f"{r['click_cached']:.2f}" if "click_cached" in r else "-"
         recompute = f"{r['click_recompute']:.2f}" if "click_recompute" in r else "-"
+        first = f"{r['first_call']:.1f}" if "first_call" in r else "-"
         lines.append(
             f"| {label} | {r['volume']} | {tuple(r['shape'])} | {seconds:.2f} | {60 / seconds:.2f} | "
-            f"{seconds / r['shape'][0]:.3f} | {r['peak_mb']:.0f} | {cached} | {recompute} |"
+            f"{seconds / r['shape'][0]:.3f} | {r['peak_mb']:.0f} | {cached} | {recompute} | {first} |"
         )
     projected = projection(rows)
     if projected:
@@ -410,7 +422,7 @@ def ratios(rows: list[dict]) -> dict:
 
     out = {}
     swin = find("swinunetr")
-    for config in ("swinb", "swinb-bf16", "demo"):  # the paper's model first: the headline
+    for config in ("swinb", "swinb-bf16", "swinb-bf16-compile", "demo"):  # the paper's model first: the headline
         crop_s2v = find(f"s2vnet:{config}", "same crop as 3D peers")
         if crop_s2v and swin:
             out[f"s2vnet_{config}_vs_swinunetr_volumes_per_min"] = swin["automatic"] / crop_s2v["automatic"]
