@@ -217,7 +217,8 @@ def _add_test(test: CN) -> None:
     test.FEATURE_DTYPE = "auto"
     # Run the encoder on channels-last (NHWC) tensors at inference.
     test.CHANNELS_LAST = False
-    # Wrap the encoder in torch.compile at inference (the first batch of each shape pays the compilation).
+    # Wrap the encoder in torch.compile at inference: the first batch of each shape pays the compilation (minutes for
+    # Swin-B on a CPU; seconds once torch's inductor cache on disk holds it). README "Performance" has the figures.
     test.COMPILE = False
     # Evaluation mode of --eval-only: "automatic", "interactive" or "both".
     test.MODE = "both"
