@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of S2VNet against a naive S2VNet and 3D peers, on one machine and the same volumes.
 
-    python projects/S2VNet/benchmark.py     # CPU, about 25 minutes on 2 cores (8 of them compiling, the first time)
+    python projects/S2VNet/benchmark.py     # CPU, about 15 minutes on 2 cores (+8 the first time: torch.compile)
     python projects/S2VNet/benchmark.py --device cuda --synthetic-depth 200 --full-3d
 
 Volumes: the real 512 x 512 CT scans in the pyradiomics-bhklab 3.1.4 source archive (``data/lung1_image.nrrd``,
@@ -16,8 +16,8 @@ round), ``swinunetr`` / ``unetr`` (MONAI, 96^3 sliding windows, overlap 0.5) and
 nnU-Net's default 3D shape, 96^3 windows), for the demo (ResNet-18) and Swin-B configs, and Swin-B with the CPU
 encoder fast paths (``s2vnet:swinb-bf16``: bfloat16 autocast + channels-last; ``s2vnet:swinb-bf16-compile``: the
 same with ``torch.compile``, whose first call per slice shape is timed apart as "first call"). On the CPU the 3D
-peers and Swin-B run on a smaller crop / fewer slices so the whole run fits ~15 minutes; the output says so,
-and every ratio compares methods on the same crop.
+peers and Swin-B run on a smaller crop / fewer slices so the whole run fits ~15 minutes (once compiled); the output
+says so, and every ratio compares methods on the same crop.
 """
 
 from __future__ import annotations
